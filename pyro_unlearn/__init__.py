@@ -1,0 +1,38 @@
+"""pyro-unlearn: machine unlearning for Pyro models.
+
+Remove the influence of a subset of the training data from a fitted posterior, from
+the forget data only, and check how close the result comes to retraining.
+"""
+
+from .api import UnlearnResult, available_methods, register_method, unlearn
+from .guides import FlatGaussian, GuideNotFittedError, LaplaceGuide, flat_gaussian
+from .handlers import AnchorMessenger, ForgetMessenger, RetainMessenger, anchor, forget, retain
+from .laplace import NotPositiveDefiniteError, laplace_unlearn
+from .ledger import ForgetLedger, RepeatedDeletionError
+from .references import BayesianLinearRegression, BetaBernoulli, GaussianPosterior
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AnchorMessenger",
+    "BayesianLinearRegression",
+    "BetaBernoulli",
+    "FlatGaussian",
+    "ForgetLedger",
+    "ForgetMessenger",
+    "GaussianPosterior",
+    "GuideNotFittedError",
+    "LaplaceGuide",
+    "NotPositiveDefiniteError",
+    "RepeatedDeletionError",
+    "RetainMessenger",
+    "UnlearnResult",
+    "anchor",
+    "available_methods",
+    "flat_gaussian",
+    "forget",
+    "laplace_unlearn",
+    "register_method",
+    "retain",
+    "unlearn",
+]

@@ -1,0 +1,126 @@
+"""``unlearn()``: one entry point, a registry of methods, results as data."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from .handlers.plate_mask import MaskLike
+from .ledger import ForgetLedger
+
+_METHODS: dict[str, Callable] = {}
+
+
+def register_method(name: str) -> Callable[[Callable], Callable]:
+    """Register ``fn(model, guide, *forget_args, **options) -> (guide, diagnostics)``."""
+
+    def decorator(fn: Callable) -> Callable:
+        _METHODS[name] = fn
+        return fn
+
+    return decorator
+
+
+def available_methods() -> list[str]:
+    """Names accepted by ``unlearn(..., method=...)``."""
+    return sorted(_METHODS)
+
+
+@dataclass
+class UnlearnResult:
+    """What :func:`unlearn` returns.
+
+    Attributes
+    ----------
+    guide
+        The unlearned posterior, a Pyro guide: use it with
+        ``pyro.infer.Predictive(model, guide=result.guide, num_samples=...)``.
+    method : str
+        The method used.
+    seconds : float
+        Wall time of the unlearning call.
+    diagnostics : dict
+        Method-specific numbers (eigenvalues, loss traces, effective sample sizes, ...).
+    ledger : ForgetLedger or None
+        The data ids this posterior has forgotten, when ids were given.
+    """
+
+    guide: object
+    method: str
+    seconds: float
+    diagnostics: dict = field(default_factory=dict)
+    ledger: ForgetLedger | None = None
+
+    def __repr__(self) -> str:
+        forgotten = "" if self.ledger is None else f", forgotten={len(self.ledger.forgotten)}"
+        return (
+            f"UnlearnResult(method={self.method!r}, guide={type(self.guide).__name__}, "
+            f"seconds={self.seconds:.3g}{forgotten}, diagnostics={sorted(self.diagnostics)})"
+        )
+
+
+def unlearn(
+    model: Callable,
+    guide,
+    *forget_args,
+    method: str = "laplace",
+    mask: MaskLike | None = None,
+    plate: str | None = None,
+    sites: Iterable[str] | None = None,
+    model_kwargs: dict | None = None,
+    ids: MaskLike | None = None,
+    ledger: ForgetLedger | None = None,
+    **options,
+) -> UnlearnResult:
+    """Remove the forget data's influence from a fitted posterior.
+
+    Parameters
+    ----------
+    model : callable
+        The Pyro model the posterior was fitted to.
+    guide
+        The fitted posterior (a guide, or the ``guide`` of an earlier :class:`UnlearnResult`).
+    *forget_args
+        Model arguments holding the forget data (or all data, with ``mask``/``plate``).
+    method : str
+        One of :func:`available_methods`; ``"laplace"`` is :func:`laplace_unlearn`.
+    mask, plate, sites
+        Select the forget elements, as in :func:`~pyro_unlearn.forget`.
+    model_kwargs : dict, optional
+        Keyword arguments of the model.
+    ids : bool tensor or indices, optional
+        Ids of the forgotten data in the original data set, checked against ``ledger``
+        (default: the ledger of ``guide`` if it has one). With ``mask`` and no ``ids``,
+        the mask is the request.
+    ledger : ForgetLedger, optional
+        What the posterior ``guide`` has already forgotten. Repeated deletions raise
+        :class:`~pyro_unlearn.RepeatedDeletionError` before any work is done.
+    **options
+        Passed to the method (e.g. ``hessian="ggn"``, ``psd="clip"`` for Laplace).
+    """
+    if method not in _METHODS:
+        raise ValueError(f"unknown unlearning method {method!r}; available: {available_methods()}")
+    ledger = ledger if ledger is not None else getattr(guide, "ledger", None)
+    if ids is None and mask is not None and ledger is not None:
+        ids = mask
+    new_ledger = None
+    if ids is not None:
+        if ledger is None:
+            raise ValueError("ids were given without a ledger: pass ledger=ForgetLedger(num_data)")
+        new_ledger = ledger.after(ids)  # refuses repeated deletions before any work
+    start = time.perf_counter()
+    new_guide, diagnostics = _METHODS[method](
+        model,
+        guide,
+        *forget_args,
+        mask=mask,
+        plate=plate,
+        sites=sites,
+        model_kwargs=model_kwargs,
+        **options,
+    )
+    seconds = time.perf_counter() - start
+    if new_ledger is not None:
+        new_guide.ledger = new_ledger
+    return UnlearnResult(new_guide, method, seconds, diagnostics, new_ledger)

@@ -1,0 +1,250 @@
+r"""Gaussian views of fitted Pyro guides, and the fixed Gaussian guide unlearning returns.
+
+Every Gaussian autoguide describes a Gaussian over the *unconstrained* latent vector
+:math:`z = (T_1^{-1}(\theta_1), \dots, T_K^{-1}(\theta_K))`, with :math:`T_k` the
+bijection ``biject_to(site.support)`` and the sites in the order of the guide's
+prototype trace. :func:`flat_gaussian` reads that Gaussian off AutoNormal,
+AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal, the result of
+``AutoLaplaceApproximation.laplace_approximation`` and :class:`LaplaceGuide`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from pyro.distributions import Independent, LowRankMultivariateNormal, MultivariateNormal, Normal
+from pyro.distributions.transforms import biject_to
+from pyro.infer.autoguide import (
+    AutoContinuous,
+    AutoDelta,
+    AutoGuide,
+    AutoLaplaceApproximation,
+    AutoMultivariateNormal,
+    AutoNormal,
+)
+
+
+class GuideNotFittedError(ValueError):
+    """The guide has never been run, so it has no parameters to unlearn from."""
+
+
+@dataclass(frozen=True)
+class LatentSite:
+    """Where one latent site lives in the flat unconstrained vector."""
+
+    name: str
+    support: object
+    shape: torch.Size  # constrained value shape, as in the prototype trace
+    unconstrained_shape: torch.Size
+    event_dim: int  # event dim of the unconstrained value
+    offset: int
+    size: int
+    plates: tuple[str, ...]
+
+    @property
+    def slice(self) -> slice:
+        return slice(self.offset, self.offset + self.size)
+
+    @property
+    def transform(self):
+        return biject_to(self.support)
+
+    def unconstrain(self, value: torch.Tensor) -> torch.Tensor:
+        """Constrained value (with any batch dims on the left) -> flat (..., size)."""
+        z = self.transform.inv(value)
+        batch = z.shape[: z.dim() - len(self.unconstrained_shape)]
+        return z.reshape(batch + (self.size,))
+
+    def constrain(self, z: torch.Tensor) -> torch.Tensor:
+        """Flat unconstrained (..., size) -> constrained value."""
+        return self.transform(z.reshape(z.shape[:-1] + self.unconstrained_shape))
+
+
+def check_fitted(guide) -> None:
+    """Raise :class:`GuideNotFittedError` unless ``guide`` has run at least once."""
+    if isinstance(guide, AutoGuide) and guide.prototype_trace is None:
+        raise GuideNotFittedError(
+            f"{type(guide).__name__} was never fitted (it has no prototype trace): fit it "
+            "with pyro.infer.SVI, or call guide(*data) once, before unlearning"
+        )
+
+
+def latent_layout(guide: AutoGuide) -> list[LatentSite]:
+    """The latent sites of a fitted autoguide, in the order of its flat vector."""
+    check_fitted(guide)
+    layout, offset = [], 0
+    for name, site in guide.prototype_trace.iter_stochastic_nodes():
+        support = site["fn"].support
+        value = site["value"].detach()
+        unconstrained = biject_to(support).inv(value)
+        event_dim = site["fn"].event_dim + unconstrained.dim() - value.dim()
+        size = unconstrained.numel()
+        layout.append(
+            LatentSite(
+                name=name,
+                support=support,
+                shape=value.shape,
+                unconstrained_shape=unconstrained.shape,
+                event_dim=event_dim,
+                offset=offset,
+                size=size,
+                plates=tuple(f.name for f in site["cond_indep_stack"]),
+            )
+        )
+        offset += size
+    return layout
+
+
+def unpack(layout: list[LatentSite], z: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Flat unconstrained vector(s) -> dict of constrained site values."""
+    return {site.name: site.constrain(z[..., site.slice]) for site in layout}
+
+
+@dataclass
+class FlatGaussian:
+    r"""A Gaussian :math:`\mathcal N(\text{loc}, \Sigma)` over the flat unconstrained vector.
+
+    Exactly one of ``scale`` (diagonal :math:`\Sigma = \mathrm{diag}(\text{scale}^2)`),
+    ``scale_tril`` (:math:`\Sigma = LL^\top`) or ``precision`` (:math:`\Sigma^{-1}`) is
+    the source of truth; the others are derived on demand.
+    """
+
+    loc: torch.Tensor
+    scale: torch.Tensor | None = None
+    scale_tril: torch.Tensor | None = None
+    precision: torch.Tensor | None = None
+
+    @property
+    def is_diagonal(self) -> bool:
+        return self.scale is not None
+
+    def precision_matrix(self) -> torch.Tensor:
+        if self.precision is not None:
+            return self.precision
+        if self.scale is not None:
+            return torch.diag(self.scale.pow(-2))
+        return torch.cholesky_inverse(self.scale_tril)
+
+    def cholesky(self) -> torch.Tensor:
+        """Lower Cholesky factor of the covariance."""
+        if self.scale_tril is not None:
+            return self.scale_tril
+        if self.scale is not None:
+            return torch.diag(self.scale)
+        return MultivariateNormal(self.loc, precision_matrix=self.precision).scale_tril
+
+    def covariance(self) -> torch.Tensor:
+        chol = self.cholesky()
+        return chol @ chol.T
+
+
+def flat_gaussian(guide) -> FlatGaussian:
+    """Read the Gaussian over the unconstrained latent vector off a fitted guide.
+
+    The result is detached: it is a snapshot of the old posterior, and gradients never
+    flow back into the caller's guide.
+    """
+    check_fitted(guide)
+    if isinstance(guide, LaplaceGuide):
+        return FlatGaussian(guide.loc.detach(), precision=guide.precision.detach())
+    if isinstance(guide, AutoLaplaceApproximation):
+        raise TypeError(
+            "AutoLaplaceApproximation is a point (MAP) estimate: pass its Gaussian, "
+            "guide.laplace_approximation(*data), or pass full_args=(...) to laplace_unlearn"
+        )
+    if isinstance(guide, AutoDelta):
+        raise TypeError(
+            "AutoDelta is a point estimate with no posterior spread to anchor to: fit "
+            "AutoLaplaceApproximation / AutoNormal, or pass a dict of site distributions"
+        )
+    with torch.no_grad():
+        if isinstance(guide, AutoNormal):
+            locs, scales = [], []
+            for site in latent_layout(guide):
+                loc, scale = guide._get_loc_and_scale(site.name)
+                locs.append(loc.detach().reshape(-1))
+                scales.append(scale.detach().reshape(-1))
+            return FlatGaussian(torch.cat(locs), scale=torch.cat(scales))
+        if isinstance(guide, AutoContinuous):
+            posterior = guide.get_posterior()
+            if isinstance(posterior, Independent) and isinstance(posterior.base_dist, Normal):
+                base = posterior.base_dist
+                return FlatGaussian(base.loc.detach().clone(), scale=base.scale.detach().clone())
+            if isinstance(posterior, MultivariateNormal):
+                return FlatGaussian(
+                    posterior.loc.detach().clone(), scale_tril=posterior.scale_tril.detach().clone()
+                )
+            if isinstance(posterior, LowRankMultivariateNormal):
+                cov = posterior.covariance_matrix.detach()
+                return FlatGaussian(
+                    posterior.loc.detach().clone(), scale_tril=torch.linalg.cholesky(cov)
+                )
+    raise TypeError(
+        f"{type(guide).__name__} is not a Gaussian guide; supported: AutoNormal, "
+        "AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal, "
+        "AutoLaplaceApproximation.laplace_approximation() and LaplaceGuide"
+    )
+
+
+class LaplaceGuide(AutoMultivariateNormal):
+    r"""A fixed Gaussian guide :math:`\mathcal N(\mu, \Lambda^{-1})` in the unconstrained space.
+
+    It is an :class:`~pyro.infer.autoguide.AutoMultivariateNormal` whose ``loc``, ``scale``
+    and ``scale_tril`` are buffers, not parameters (as
+    ``AutoLaplaceApproximation.laplace_approximation`` returns), so it never touches the
+    param store and works with ``Predictive``, ``median()`` and ``quantiles()``. It also
+    keeps the precision :math:`\Lambda` exactly, so sequential unlearning never inverts
+    a covariance back.
+
+    Build it with :meth:`from_precision`, or receive it from :func:`laplace_unlearn`.
+    """
+
+    @classmethod
+    def from_precision(
+        cls,
+        model,
+        loc: torch.Tensor,
+        precision: torch.Tensor,
+        *,
+        like: AutoGuide | None = None,
+        model_args: tuple = (),
+        model_kwargs: dict | None = None,
+    ) -> LaplaceGuide:
+        """A guide for ``model`` with mean ``loc`` and precision ``precision``.
+
+        The site layout comes from the fitted guide ``like`` or, failing that, from
+        running ``model(*model_args, **model_kwargs)`` once.
+        """
+        guide = cls(model)
+        if like is not None:
+            check_fitted(like)
+            guide.prototype_trace = like.prototype_trace
+            guide._prototype_frames = dict(like._prototype_frames)
+            layout = latent_layout(like)
+            guide._unconstrained_shapes = {s.name: s.unconstrained_shape for s in layout}
+            guide._cond_indep_stacks = {
+                name: site["cond_indep_stack"]
+                for name, site in like.prototype_trace.iter_stochastic_nodes()
+            }
+            guide.latent_dim = sum(s.size for s in layout)
+        else:
+            AutoContinuous._setup_prototype(guide, *model_args, **(model_kwargs or {}))
+        loc = loc.detach().clone()
+        precision = precision.detach().clone()
+        precision = (precision + precision.T) / 2
+        if loc.shape != (guide.latent_dim,) or precision.shape != (guide.latent_dim,) * 2:
+            raise ValueError(
+                f"loc {tuple(loc.shape)} / precision {tuple(precision.shape)} do not match "
+                f"the model's {guide.latent_dim} unconstrained latent dimensions"
+            )
+        scale_tril = MultivariateNormal(loc, precision_matrix=precision).scale_tril
+        scale = scale_tril.pow(2).sum(-1).sqrt()
+        guide.register_buffer("loc", loc)
+        guide.register_buffer("scale", scale)
+        guide.register_buffer("scale_tril", scale_tril / scale[:, None])
+        guide.register_buffer("precision", precision)
+        return guide
+
+    def _setup_prototype(self, *args, **kwargs):
+        raise RuntimeError("LaplaceGuide is built by LaplaceGuide.from_precision")
