@@ -46,8 +46,17 @@ class _SetLatents(Messenger):
         self.values = values
 
     def _pyro_sample(self, msg) -> None:
-        if not msg["is_observed"] and msg["name"] in self.values:
-            msg["value"] = self.values[msg["name"]]
+        if msg["is_observed"] or msg["name"] not in self.values:
+            return
+        value = self.values[msg["name"]]
+        model_shape = msg["fn"].batch_shape + msg["fn"].event_shape
+        if model_shape != value.shape:
+            raise ValueError(
+                f"the data do not match the fitted model: latent site {msg['name']!r} has "
+                f"shape {tuple(model_shape)} under these arguments but {tuple(value.shape)} "
+                "in the guide"
+            )
+        msg["value"] = value
 
 
 def trace_at(model, layout: list[LatentSite], z: torch.Tensor, args: tuple, kwargs: dict):
@@ -60,17 +69,9 @@ def trace_at(model, layout: list[LatentSite], z: torch.Tensor, args: tuple, kwar
             f"running the model on the given data failed ({error}); check that the data "
             "have the shapes and types of those the guide was fitted on"
         ) from error
-    for site in layout:
-        node = trace.nodes.get(site.name)
-        if node is None:
-            raise ValueError(f"latent site {site.name!r} of the guide is absent from the model")
-        model_shape = node["fn"].batch_shape + node["fn"].event_shape
-        if model_shape != site.shape:
-            raise ValueError(
-                f"the data do not match the fitted model: latent site {site.name!r} has "
-                f"shape {tuple(model_shape)} under these arguments but {tuple(site.shape)} "
-                "in the guide"
-            )
+    missing = [site.name for site in layout if site.name not in trace.nodes]
+    if missing:
+        raise ValueError(f"latent sites {missing} of the guide are absent from the model")
     return trace
 
 

@@ -32,7 +32,7 @@ class ForgetMessenger(PlateMaskMessenger):
 
     Example: the masked and unmasked modes give the same forget term.
 
-        >>> import pyro, pyro.distributions as dist
+        >>> import torch, pyro, pyro.distributions as dist
         >>> x = torch.tensor([0.5, -1.0, 2.0, 0.3])
         >>> def model(x):
         ...     with pyro.plate("data", len(x)):

@@ -34,6 +34,8 @@ def as_index_tensor(
     tensor([1, 4])
     """
     mask = torch.as_tensor(mask)
+    if mask.numel() == 0:
+        mask = mask.long()  # an empty list arrives as a float tensor
     if mask.dim() != 1:
         raise ValueError(f"forget mask must be one-dimensional, got shape {tuple(mask.shape)}")
     if mask.dtype == torch.bool:
