@@ -5,15 +5,33 @@ the forget data only, and check how close the result comes to retraining.
 """
 
 from .api import UnlearnResult, available_methods, register_method, unlearn
-from .guides import FlatGaussian, GuideNotFittedError, LaplaceGuide, flat_gaussian
+from .guides import FlatGaussian, GuideNotFittedError, LaplaceGuide, flat_gaussian, trainable_copy
 from .handlers import AnchorMessenger, ForgetMessenger, RetainMessenger, anchor, forget, retain
+from .infer import (
+    EUBO,
+    RKL,
+    DegenerateWeightsError,
+    ImportanceSamples,
+    importance_samples,
+    unlearning_model,
+)
 from .laplace import NotPositiveDefiniteError, laplace_unlearn
 from .ledger import ForgetLedger, RepeatedDeletionError
 from .references import BayesianLinearRegression, BetaBernoulli, GaussianPosterior
+from .variational import divided_target_check, eubo_unlearn, rkl_unlearn
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "EUBO",
+    "RKL",
+    "DegenerateWeightsError",
+    "ImportanceSamples",
+    "importance_samples",
+    "unlearning_model",
+    "divided_target_check",
+    "eubo_unlearn",
+    "rkl_unlearn",
     "AnchorMessenger",
     "BayesianLinearRegression",
     "BetaBernoulli",
@@ -34,5 +52,6 @@ __all__ = [
     "laplace_unlearn",
     "register_method",
     "retain",
+    "trainable_copy",
     "unlearn",
 ]

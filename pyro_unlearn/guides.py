@@ -10,19 +10,31 @@ AutoDiagonalNormal, AutoMultivariateNormal, AutoLowRankMultivariateNormal, the r
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
+import pyro
 import torch
-from pyro.distributions import Independent, LowRankMultivariateNormal, MultivariateNormal, Normal
+from pyro.distributions import (
+    Independent,
+    LowRankMultivariateNormal,
+    MultivariateNormal,
+    Normal,
+    constraints,
+)
 from pyro.distributions.transforms import biject_to
 from pyro.infer.autoguide import (
     AutoContinuous,
     AutoDelta,
+    AutoDiagonalNormal,
     AutoGuide,
     AutoLaplaceApproximation,
+    AutoLowRankMultivariateNormal,
     AutoMultivariateNormal,
     AutoNormal,
 )
+from pyro.infer.autoguide.utils import deep_setattr
+from pyro.nn.module import PyroParam
 
 
 class GuideNotFittedError(ValueError):
@@ -248,3 +260,90 @@ class LaplaceGuide(AutoMultivariateNormal):
 
     def _setup_prototype(self, *args, **kwargs):
         raise RuntimeError("LaplaceGuide is built by LaplaceGuide.from_precision")
+
+
+FAMILIES = ("delta", "diagonal", "multivariate", "lowrank")
+
+
+def family_of(guide) -> str:
+    """The guide family that continues ``guide``: mean-field stays mean-field, etc."""
+    if isinstance(guide, AutoNormal | AutoDiagonalNormal):
+        return "diagonal"
+    if isinstance(guide, AutoLowRankMultivariateNormal):
+        return "lowrank"
+    return "multivariate"
+
+
+def trainable_copy(guide, model, *args, family: str | None = None, **kwargs) -> AutoGuide:
+    r"""A new, trainable guide of family ``family`` initialised at ``guide``'s posterior.
+
+    Its parameters are module-local, under a fresh name, so training it never touches
+    ``guide`` or the global param store. Initialisation from :math:`\mathcal N(\mu, \Sigma)`:
+    ``"multivariate"`` copies it; ``"diagonal"`` (AutoNormal) takes
+    :math:`\sigma_i^2 = 1/\Lambda_{ii}`, the mean-field member closest to it in
+    :math:`\mathrm{KL}(q_u\|q)`; ``"lowrank"`` keeps the leading eigen-directions;
+    ``"delta"`` (AutoDelta) takes :math:`\mu`. ``args`` run the model once for the layout.
+    """
+    family = family or family_of(guide)
+    if family not in FAMILIES:
+        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    gaussian = flat_gaussian(guide)
+    layout = latent_layout(guide)
+    cls = {
+        "delta": AutoDelta,
+        "diagonal": AutoNormal,
+        "multivariate": AutoMultivariateNormal,
+        "lowrank": AutoLowRankMultivariateNormal,
+    }[family]
+    with pyro.settings.context(module_local_params=True):
+        copy = cls(model)
+        copy._pyro_name = f"unlearn_{next(_COPY_IDS)}_{cls.__name__}"
+        copy._setup_prototype(*args, **kwargs)
+        if [s.shape for s in latent_layout(copy)] != [s.shape for s in layout]:
+            raise ValueError(
+                "the model's latent shapes under the forget data differ from the guide's: "
+                "EUBO/rKL need global latent variables whose shapes do not depend on the data"
+            )
+        loc = gaussian.loc.clone()
+        if family == "delta":
+            for site in layout:
+                event_dim = site.event_dim - len(site.unconstrained_shape) + len(site.shape)
+                value = site.constrain(loc[site.slice])
+                deep_setattr(copy, site.name, PyroParam(value, site.support, event_dim))
+        elif family == "diagonal":
+            scale = gaussian.precision_matrix().diagonal().rsqrt()
+            for site in layout:
+                shape = site.unconstrained_shape
+                deep_setattr(
+                    copy.locs,
+                    site.name,
+                    PyroParam(loc[site.slice].reshape(shape), constraints.real, site.event_dim),
+                )
+                deep_setattr(
+                    copy.scales,
+                    site.name,
+                    PyroParam(
+                        scale[site.slice].reshape(shape), copy.scale_constraint, site.event_dim
+                    ),
+                )
+        elif family == "multivariate":
+            chol = gaussian.cholesky()
+            copy.loc = torch.nn.Parameter(loc)
+            copy.scale = PyroParam(chol.diagonal().clone(), copy.scale_constraint)
+            copy.scale_tril = PyroParam(chol / chol.diagonal()[:, None], copy.scale_tril_constraint)
+        else:
+            cov = gaussian.covariance()
+            eigenvalues, vectors = torch.linalg.eigh(cov)
+            rank = copy.rank
+            diag = eigenvalues[:-rank].mean() if len(eigenvalues) > rank else eigenvalues[0] / 2
+            factor = vectors[:, -rank:] * (eigenvalues[-rank:] - diag).clamp(min=0).sqrt()
+            residual = (cov.diagonal() - factor.pow(2).sum(-1)).clamp(
+                min=1e-12 * cov.diagonal().max()
+            )
+            copy.loc = torch.nn.Parameter(loc)
+            copy.cov_factor = torch.nn.Parameter(factor)
+            copy.scale = PyroParam(residual.sqrt(), copy.scale_constraint)
+    return copy
+
+
+_COPY_IDS = itertools.count()

@@ -50,7 +50,7 @@ class _SetLatents(Messenger):
             return
         value = self.values[msg["name"]]
         model_shape = msg["fn"].batch_shape + msg["fn"].event_shape
-        if model_shape != value.shape:
+        if value.shape[value.dim() - len(model_shape) :] != model_shape:  # extra dims: particles
             raise ValueError(
                 f"the data do not match the fitted model: latent site {msg['name']!r} has "
                 f"shape {tuple(model_shape)} under these arguments but {tuple(value.shape)} "

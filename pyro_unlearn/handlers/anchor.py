@@ -80,9 +80,13 @@ class AnchorMessenger(Messenger):
         self._eps: list[torch.Tensor] = []
         self._pending: dict[str, torch.Tensor] = {}
         self._next_offset = 0
+        #: squared Mahalanobis distance of the latent values seen so far in this run,
+        #: :math:`\|L^{-1}(z - \mu)\|^2`, with any particle dims (read by ``adjust``)
+        self.mahalanobis_sq: torch.Tensor | float = 0.0
 
     def __enter__(self):
         self._eps, self._pending, self._next_offset = [], {}, 0
+        self.mahalanobis_sq = 0.0
         return super().__enter__()
 
     @staticmethod
@@ -133,15 +137,20 @@ class AnchorMessenger(Messenger):
         return dist.TransformedDistribution(base, ComposeTransform([reshape, site.transform]))
 
     def _pyro_post_sample(self, msg) -> None:
-        loc = self._pending.pop(msg["name"], None)
-        if loc is None:
+        if self._site_dists is not None or not self._is_latent(msg):
             return
         site = self.layout[msg["name"]]
         z = site.unconstrain(msg["value"])
+        if self.gaussian.is_diagonal:
+            eps = (z.detach() - self.gaussian.loc[site.slice]) / self.gaussian.scale[site.slice]
+            self.mahalanobis_sq = self.mahalanobis_sq + eps.pow(2).sum(-1)
+            return
+        loc = self._pending.pop(msg["name"])
         chol = self._chol[site.slice, site.slice]
         z, loc = torch.broadcast_tensors(z, loc)
         eps = torch.linalg.solve_triangular(chol, (z - loc).unsqueeze(-1), upper=False)
         self._eps.append(eps.squeeze(-1))
+        self.mahalanobis_sq = self.mahalanobis_sq + self._eps[-1].detach().pow(2).sum(-1)
         self._next_offset += site.size
 
 

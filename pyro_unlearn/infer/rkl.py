@@ -1,0 +1,246 @@
+r"""Reverse-KL unlearning by self-normalised importance sampling.
+
+Minimise :math:`\mathrm{KL}(\tilde p \,\|\, q_u)` with
+:math:`\tilde p(\theta) \propto q(\theta\mid D) / p_{\mathrm{adj}}(D_e\mid\theta;\lambda)`.
+With draws :math:`z_s` from a proposal :math:`r` (by default :math:`q(\theta\mid D)` itself),
+
+.. math::
+
+    \log w_s = \log q(z_s\mid D) - \log r(z_s) - \mathbb 1[z_s \in A_\lambda]\,\log p(D_e\mid\theta(z_s)),
+    \qquad \bar w = \mathrm{softmax}(\log w),
+
+and the objective is :math:`-\sum_s \bar w_s \log q_u(z_s)`: for a Gaussian :math:`q_u` the
+optimum is the weighted mean and covariance. With :math:`r = q(\theta\mid D)` Gaussian and a
+linear-Gaussian likelihood the weights have finite variance only when
+:math:`\Lambda_D - 2\Lambda_e \succ 0`; the effective sample size and the Pareto
+:math:`\hat k` of the weights tell when they do not.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+from pyro.infer import ELBO
+from pyro.infer.autoguide import AutoContinuous, AutoNormal
+
+from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
+from ..handlers import forget
+from ..laplace import _SetLatents
+
+PARETO_K_THRESHOLD = 0.7
+
+
+class DegenerateWeightsError(RuntimeError):
+    """The importance weights are too uneven to estimate anything (Pareto k > 0.7)."""
+
+
+def _max_plate_nesting(model, args, kwargs) -> int:
+    with poutine.block():
+        trace = poutine.trace(model).get_trace(*args, **kwargs)
+    dims = [
+        -f.dim for s in trace.nodes.values() for f in s.get("cond_indep_stack", ()) if f.vectorized
+    ]
+    return max(dims, default=0)
+
+
+def forget_log_likelihood(
+    model,
+    layout: list[LatentSite],
+    z: torch.Tensor,
+    args: tuple,
+    kwargs: dict | None = None,
+    *,
+    mask=None,
+    plate=None,
+    sites=None,
+    chunk_size: int = 2048,
+) -> torch.Tensor:
+    r""":math:`\log p(D_e \mid \theta(z_s))` for each row of ``z`` (shape ``(S, d)``), vectorized.
+
+    The model must broadcast over a leading particle dimension, as Pyro's
+    ``vectorize_particles=True`` requires.
+    """
+    kwargs = kwargs or {}
+    nesting = _max_plate_nesting(model, args, kwargs)
+    forget_model = forget(model, weight=1.0, mask=mask, plate=plate, sites=sites)
+    out = []
+    for chunk in z.split(chunk_size):
+        batch = chunk.reshape((len(chunk),) + (1,) * nesting + (chunk.shape[-1],))
+        values = unpack(layout, batch)
+        with pyro.plate("_unlearn_particles", len(chunk), dim=-(nesting + 1)):
+            trace = poutine.trace(_SetLatents(values)(forget_model)).get_trace(*args, **kwargs)
+        trace.compute_log_prob()
+        total = 0.0
+        for site in trace.nodes.values():
+            if site["type"] == "sample" and site["is_observed"]:
+                lp = site["log_prob"]
+                lp = lp.expand((len(chunk),) + lp.shape[1:]) if lp.dim() else lp.expand(len(chunk))
+                total = total + lp.reshape(len(chunk), -1).sum(-1)
+        out.append(total)
+    return torch.cat(out)
+
+
+@dataclass
+class ImportanceSamples:
+    """Draws ``z`` (unconstrained, ``(S, d)``) with self-normalised log weights."""
+
+    z: torch.Tensor
+    log_weights: torch.Tensor  # normalised: logsumexp = 0
+    pareto_k: float
+    ess: float
+    ess_raw: float
+
+    def weighted_gaussian(self, diagonal: bool = False) -> FlatGaussian:
+        """Closed-form rKL optimum over Gaussians: the weighted mean and covariance."""
+        w = self.log_weights.exp()
+        mean = w @ self.z
+        centred = self.z - mean
+        if diagonal:
+            return FlatGaussian(mean, scale=(w @ centred.pow(2)).sqrt())
+        cov = (centred * w[:, None]).T @ centred
+        return FlatGaussian(mean, precision=torch.linalg.inv((cov + cov.T) / 2))
+
+
+def importance_samples(
+    model,
+    full: FlatGaussian,
+    layout: list[LatentSite],
+    forget_args: tuple,
+    model_kwargs: dict | None = None,
+    *,
+    lam: float = 0.0,
+    num_samples: int = 20000,
+    proposal: FlatGaussian | None = None,
+    on_degenerate: str = "raise",
+    seed: int = 0,
+    smooth: bool = True,
+    **forget_options,
+) -> ImportanceSamples:
+    r"""Draw from ``proposal`` (default ``full``) and weight towards :math:`q(\theta\mid D)/p_{\mathrm{adj}}`.
+
+    ``on_degenerate`` is ``"raise"`` (:class:`DegenerateWeightsError`), ``"warn"`` or
+    ``"ignore"`` when the Pareto :math:`\hat k` exceeds 0.7. With ``smooth`` the weights
+    are Pareto-smoothed (PSIS) before use.
+    """
+    if on_degenerate not in ("raise", "warn", "ignore"):
+        raise ValueError(
+            f"on_degenerate must be 'raise', 'warn' or 'ignore', got {on_degenerate!r}"
+        )
+    proposal = proposal or full
+    generator = torch.Generator(device=full.loc.device).manual_seed(seed)
+    d = len(full.loc)
+    eps = torch.randn(num_samples, d, generator=generator, dtype=full.loc.dtype)
+    z = proposal.loc + eps @ proposal.cholesky().T
+    log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **forget_options)
+    inside = _inside(full, z, lam)
+    log_w = -torch.where(inside, log_lik, torch.zeros_like(log_lik))
+    if proposal is not full:
+        log_w = log_w + _log_density(full, z) - _log_density(proposal, z)
+    raw = log_w - log_w.logsumexp(0)
+    ess_raw = float(1.0 / raw.exp().pow(2).sum())
+    if float(log_w.max() - log_w.min()) < 1e-8:  # proposal = target: nothing to smooth
+        pareto_k, log_weights = 0.0, raw
+    else:
+        import arviz as az  # slow to import: only when weights are made
+
+        smoothed, k = az.psislw(log_w.detach().cpu().numpy().astype(np.float64), reff=1.0)
+        pareto_k = float(k)
+        log_weights = torch.as_tensor(smoothed, dtype=z.dtype) if smooth else raw
+    log_weights = log_weights - log_weights.logsumexp(0)
+    ess = float(1.0 / log_weights.exp().pow(2).sum())
+    if not math.isfinite(pareto_k) or pareto_k > PARETO_K_THRESHOLD:
+        message = (
+            f"importance weights are degenerate: Pareto k = {pareto_k:.2f} > {PARETO_K_THRESHOLD}, "
+            f"effective sample size {ess_raw:.1f} of {num_samples}; the forget set removes more "
+            "than the proposal covers. Try proposal='laplace', a larger lam, or method='eubo'"
+        )
+        if on_degenerate == "raise":
+            raise DegenerateWeightsError(message)
+        if on_degenerate == "warn":
+            warnings.warn(message, stacklevel=2)
+    return ImportanceSamples(z, log_weights, pareto_k, ess, ess_raw)
+
+
+def _inside(full: FlatGaussian, z: torch.Tensor, lam: float) -> torch.Tensor:
+    """Whether :math:`q(z\\mid D) > \\lambda \\max q`: a Mahalanobis ball for a Gaussian."""
+    if lam <= 0:
+        return torch.ones(len(z), dtype=torch.bool)
+    if lam >= 1:
+        return torch.zeros(len(z), dtype=torch.bool)
+    eps = torch.linalg.solve_triangular(full.cholesky(), (z - full.loc).T, upper=False)
+    return eps.pow(2).sum(0) < -2 * math.log(lam)
+
+
+def _log_density(g: FlatGaussian, z: torch.Tensor) -> torch.Tensor:
+    return pyro.distributions.MultivariateNormal(g.loc, scale_tril=g.cholesky()).log_prob(z)
+
+
+def guide_log_density(guide, layout: list[LatentSite], z: torch.Tensor, args=(), kwargs=None):
+    r""":math:`\log q_u(z_s)` for rows of ``z``, up to a term that does not depend on ``guide``."""
+    kwargs = kwargs or {}
+    if isinstance(guide, AutoContinuous):
+        return guide.get_posterior(*args, **kwargs).log_prob(z)
+    if isinstance(guide, AutoNormal):
+        total = 0.0
+        for site in layout:
+            loc, scale = guide._get_loc_and_scale(site.name)
+            z_site = z[:, site.slice].reshape((len(z),) + site.unconstrained_shape)
+            lp = pyro.distributions.Normal(loc, scale).log_prob(z_site)
+            total = total + lp.reshape(len(z), -1).sum(-1)
+        return total
+    # any other guide: its density at the constrained values (the Jacobian is constant in q_u)
+    values = unpack(layout, z)
+    return torch.stack(
+        [
+            poutine.trace(poutine.condition(guide, {k: v[s] for k, v in values.items()}))
+            .get_trace(*args, **kwargs)
+            .log_prob_sum()
+            for s in range(len(z))
+        ]
+    )
+
+
+class RKL(ELBO):
+    r"""Reverse-KL unlearning loss :math:`-\sum_s \bar w_s \log q_u(z_s)` for :class:`pyro.infer.SVI`.
+
+    The weighted draws are made once, at the first call, from ``full_guide`` (or
+    ``proposal``) on the forget data; see :func:`importance_samples` for the options.
+    Their diagnostics are in :attr:`samples` (``ess``, ``pareto_k``). For Gaussian
+    :math:`q_u`, ``unlearn(..., method="rkl")`` uses the closed form instead.
+    """
+
+    def __init__(self, full_guide, *, proposal: FlatGaussian | None = None, **options) -> None:
+        super().__init__()
+        self.full_guide = full_guide
+        self.proposal = proposal
+        self.options = options
+        self.samples: ImportanceSamples | None = None
+
+    def _draw(self, model, args, kwargs) -> ImportanceSamples:
+        if self.samples is None:
+            layout = latent_layout(self.full_guide)
+            full = flat_gaussian(self.full_guide)
+            self.samples = importance_samples(
+                model, full, layout, args, kwargs, proposal=self.proposal, **self.options
+            )
+        return self.samples
+
+    def differentiable_loss(self, model, guide, *args, **kwargs):
+        samples = self._draw(model, args, kwargs)
+        log_q = guide_log_density(guide, latent_layout(self.full_guide), samples.z, args, kwargs)
+        return -(samples.log_weights.exp() * log_q).sum()
+
+    def loss(self, model, guide, *args, **kwargs):
+        with torch.no_grad():
+            return float(self.differentiable_loss(model, guide, *args, **kwargs))
+
+    def loss_and_grads(self, model, guide, *args, **kwargs):
+        loss = self.differentiable_loss(model, guide, *args, **kwargs)
+        loss.backward()
+        return float(loss)
