@@ -347,3 +347,22 @@ def trainable_copy(guide, model, *args, family: str | None = None, **kwargs) -> 
 
 
 _COPY_IDS = itertools.count()
+
+
+def freeze(guide: AutoGuide) -> AutoGuide:
+    """Turn a trained guide's parameters into buffers, in place: a fixed posterior.
+
+    A frozen guide never reads or writes the global param store, so handing it to
+    ``Predictive`` or to a later unlearning call cannot disturb anything else.
+    """
+    with pyro.settings.context(module_local_params=True), torch.no_grad():
+        for module in list(guide.modules()):
+            constrained = list(getattr(module, "_pyro_params", {}))
+            plain = [
+                n for n in module._parameters if n.removesuffix("_unconstrained") not in constrained
+            ]
+            for name in constrained + plain:
+                value = getattr(module, name).detach().clone()
+                delattr(module, name)
+                module.register_buffer(name, value)
+    return guide

@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import trange
 
 from .api import register_method
-from .guides import LaplaceGuide, family_of, flat_gaussian, latent_layout, trainable_copy
+from .guides import LaplaceGuide, family_of, flat_gaussian, freeze, latent_layout, trainable_copy
 from .handlers import forget
 from .infer.eubo import EUBO, check_lam
 from .infer.rkl import _max_plate_nesting, importance_samples
@@ -122,7 +122,7 @@ def eubo_unlearn(
     )
     if lam >= 1:  # the forget term is off everywhere: q(theta|D) is the optimum
         diagnostics.update(losses=[], num_steps=0, stopped_early=False)
-        return guide_u, diagnostics
+        return freeze(guide_u), diagnostics
     nesting = _max_plate_nesting(model, forget_args, model_kwargs)
     loss = EUBO(
         guide,
@@ -170,7 +170,7 @@ def eubo_unlearn(
         stopped_early=stopped,
         final_loss=sum(losses[-patience:]) / len(losses[-patience:]),
     )
-    return guide_u, diagnostics
+    return freeze(guide_u), diagnostics
 
 
 @register_method("rkl")

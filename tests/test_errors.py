@@ -106,7 +106,7 @@ def test_point_estimate_without_full_data(setup):
 def test_unknown_options(setup):
     blr, X, y, guide = setup
     with pytest.raises(
-        ValueError, match="unknown unlearning method 'magic'; available: \\['laplace'"
+        ValueError, match="unknown unlearning method 'magic'; available: .*'laplace'"
     ):
         pu.unlearn(blr.model, guide, X[:2], y[:2], method="magic")
     with pytest.raises(ValueError, match="hessian must be one of"):

@@ -220,11 +220,7 @@ def constrained_model(x, y):
     w = pyro.sample("w", dist.Normal(torch.zeros(2), 1.0).to_event(1))
     sigma = pyro.sample("sigma", dist.LogNormal(0.0, 1.0))
     with pyro.plate("data", len(x)):
-        pyro.sample(
-            "y",
-            dist.Normal(w[..., :1] * x + w[..., 1:], sigma.unsqueeze(-1) if sigma.dim() else sigma),
-            obs=y,
-        )
+        pyro.sample("y", dist.Normal(w[..., 0] * x + w[..., 1], sigma), obs=y)
 
 
 def fitted(guide_cls, x, y, steps=200, **kw):
