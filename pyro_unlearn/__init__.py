@@ -15,9 +15,16 @@ from .infer import (
     importance_samples,
     unlearning_model,
 )
-from .laplace import NotPositiveDefiniteError, laplace_unlearn
+from .laplace import NotPositiveDefiniteError, fit_laplace, laplace_unlearn
 from .ledger import ForgetLedger, RepeatedDeletionError
-from .references import BayesianLinearRegression, BetaBernoulli, GaussianPosterior
+from .models import BayesianLogisticRegression
+from .references import (
+    BayesianLinearRegression,
+    BetaBernoulli,
+    GaussianPosterior,
+    Reference,
+    retrain,
+)
 from .variational import divided_target_check, eubo_unlearn, rkl_unlearn
 
 __version__ = "0.1.0"
@@ -34,6 +41,10 @@ __all__ = [
     "rkl_unlearn",
     "AnchorMessenger",
     "BayesianLinearRegression",
+    "BayesianLogisticRegression",
+    "Reference",
+    "fit_laplace",
+    "retrain",
     "BetaBernoulli",
     "FlatGaussian",
     "ForgetLedger",
