@@ -1,0 +1,1 @@
+"""Benchmark suites (not imported by the library itself)."""
