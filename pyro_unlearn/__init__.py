@@ -25,13 +25,14 @@ from .references import (
     Reference,
     retrain,
 )
-from .variational import divided_target_check, eubo_unlearn, rkl_unlearn
+from .variational import UnlearningDivergedError, divided_target_check, eubo_unlearn, rkl_unlearn
 
 __version__ = "0.1.0"
 
 __all__ = [
     "EUBO",
     "RKL",
+    "UnlearningDivergedError",
     "DegenerateWeightsError",
     "ImportanceSamples",
     "importance_samples",

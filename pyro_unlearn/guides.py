@@ -365,4 +365,5 @@ def freeze(guide: AutoGuide) -> AutoGuide:
                 value = getattr(module, name).detach().clone()
                 delattr(module, name)
                 module.register_buffer(name, value)
+    guide.fitted_by = "variational"  # tells it apart from a Laplace approximation's buffers
     return guide
