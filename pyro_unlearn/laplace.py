@@ -24,12 +24,12 @@ from pyro import poutine
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoDelta, AutoLaplaceApproximation, AutoMultivariateNormal
-from pyro.poutine.messenger import Messenger
 
 from .api import register_method
 from .guides import LaplaceGuide, LatentSite, check_fitted, flat_gaussian, latent_layout, unpack
 from .handlers import forget
 from .handlers.plate_mask import MaskLike
+from .vectorized import SetLatents
 
 HESSIANS = ("full", "diag", "ggn")
 PSD_REPAIRS = ("raise", "clip")
@@ -40,31 +40,10 @@ class NotPositiveDefiniteError(ValueError):
     """The downdated precision :math:`H_r` is not positive definite."""
 
 
-class _SetLatents(Messenger):
-    """Give latent sites fixed values without marking them observed."""
-
-    def __init__(self, values: dict[str, torch.Tensor]) -> None:
-        super().__init__()
-        self.values = values
-
-    def _pyro_sample(self, msg) -> None:
-        if msg["is_observed"] or msg["name"] not in self.values:
-            return
-        value = self.values[msg["name"]]
-        model_shape = msg["fn"].batch_shape + msg["fn"].event_shape
-        if value.shape[value.dim() - len(model_shape) :] != model_shape:  # extra dims: particles
-            raise ValueError(
-                f"the data do not match the fitted model: latent site {msg['name']!r} has "
-                f"shape {tuple(model_shape)} under these arguments but {tuple(value.shape)} "
-                "in the guide"
-            )
-        msg["value"] = value
-
-
 def trace_at(model, layout: list[LatentSite], z: torch.Tensor, args: tuple, kwargs: dict):
     """Trace ``model(*args, **kwargs)`` with its latent sites set from the flat vector ``z``."""
     try:
-        trace = poutine.trace(_SetLatents(unpack(layout, z))(model)).get_trace(*args, **kwargs)
+        trace = poutine.trace(SetLatents(unpack(layout, z))(model)).get_trace(*args, **kwargs)
         trace.compute_log_prob()
     except (RuntimeError, IndexError) as error:
         raise ValueError(

@@ -26,9 +26,10 @@ from .guides import (
 )
 from .handlers import forget
 from .infer.eubo import EUBO, check_lam
-from .infer.rkl import _inside, _max_plate_nesting, forget_log_likelihood, importance_samples
+from .infer.rkl import _inside, forget_log_likelihood, importance_samples
 from .laplace import laplace_unlearn, trace_at
 from .references.conjugate import GaussianPosterior
+from .vectorized import model_structure
 
 
 def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_options) -> dict:
@@ -357,7 +358,7 @@ def _adam_eubo(
     progress_bar,
     diagnostics,
 ):
-    nesting = _max_plate_nesting(model, forget_args, model_kwargs)
+    nesting = model_structure(model, forget_args, model_kwargs)[0]
     loss = EUBO(
         guide,
         lam=lam,

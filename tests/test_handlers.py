@@ -16,14 +16,14 @@ from pyro.infer.autoguide import (
 )
 
 import pyro_unlearn as pu
-from pyro_unlearn.laplace import _SetLatents
+from pyro_unlearn.vectorized import SetLatents
 
 N = 12
 
 
 def fix(fn, values):
     """Set latent values without marking them observed (as ``condition`` would)."""
-    return _SetLatents(values)(fn)
+    return SetLatents(values)(fn)
 
 
 FORGET = torch.tensor([1, 4, 5, 11])

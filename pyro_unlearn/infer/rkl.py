@@ -31,22 +31,13 @@ from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
 from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
 from ..handlers import forget
-from ..laplace import _SetLatents
+from ..vectorized import log_likelihood
 
 PARETO_K_THRESHOLD = 0.7
 
 
 class DegenerateWeightsError(RuntimeError):
     """The importance weights are too uneven to estimate anything (Pareto k > 0.7)."""
-
-
-def _max_plate_nesting(model, args, kwargs) -> int:
-    with poutine.block():
-        trace = poutine.trace(model).get_trace(*args, **kwargs)
-    dims = [
-        -f.dim for s in trace.nodes.values() for f in s.get("cond_indep_stack", ()) if f.vectorized
-    ]
-    return max(dims, default=0)
 
 
 def forget_log_likelihood(
@@ -66,24 +57,8 @@ def forget_log_likelihood(
     The model must broadcast over a leading particle dimension, as Pyro's
     ``vectorize_particles=True`` requires.
     """
-    kwargs = kwargs or {}
-    nesting = _max_plate_nesting(model, args, kwargs)
     forget_model = forget(model, weight=1.0, mask=mask, plate=plate, sites=sites)
-    out = []
-    for chunk in z.split(chunk_size):
-        batch = chunk.reshape((len(chunk),) + (1,) * nesting + (chunk.shape[-1],))
-        values = unpack(layout, batch)
-        with pyro.plate("_unlearn_particles", len(chunk), dim=-(nesting + 1)):
-            trace = poutine.trace(_SetLatents(values)(forget_model)).get_trace(*args, **kwargs)
-        trace.compute_log_prob()
-        total = 0.0
-        for site in trace.nodes.values():
-            if site["type"] == "sample" and site["is_observed"]:
-                lp = site["log_prob"]
-                lp = lp.expand((len(chunk),) + lp.shape[1:]) if lp.dim() else lp.expand(len(chunk))
-                total = total + lp.reshape(len(chunk), -1).sum(-1)
-        out.append(total)
-    return torch.cat(out)
+    return log_likelihood(forget_model, unpack(layout, z), args, kwargs, chunk_size)
 
 
 @dataclass
