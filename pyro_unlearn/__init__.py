@@ -5,6 +5,14 @@ the forget data only, and check how close the result comes to retraining.
 """
 
 from .api import UnlearnResult, available_methods, register_method, unlearn
+from .diagnostics import (
+    compare_posteriors,
+    energy_distance,
+    gap_closed,
+    moment_matched,
+    plot_posteriors,
+    to_inference_data,
+)
 from .guides import FlatGaussian, GuideNotFittedError, LaplaceGuide, flat_gaussian, trainable_copy
 from .handlers import AnchorMessenger, ForgetMessenger, RetainMessenger, anchor, forget, retain
 from .infer import (
@@ -25,6 +33,7 @@ from .references import (
     Reference,
     retrain,
 )
+from .samples import WeightedSamples, psis_unlearn
 from .variational import UnlearningDivergedError, divided_target_check, eubo_unlearn, rkl_unlearn
 
 __version__ = "0.1.0"
@@ -66,4 +75,12 @@ __all__ = [
     "retain",
     "trainable_copy",
     "unlearn",
+    "compare_posteriors",
+    "energy_distance",
+    "gap_closed",
+    "moment_matched",
+    "plot_posteriors",
+    "to_inference_data",
+    "WeightedSamples",
+    "psis_unlearn",
 ]
