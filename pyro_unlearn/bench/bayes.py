@@ -89,6 +89,20 @@ def _rows(model, q_full, Xe, ye, ref, methods: dict, nothing: float) -> list[dic
     return rows
 
 
+def _block(
+    model, q_full, refit, refit_name: str, refit_seconds: float, Xe, ye, ref, methods: dict
+) -> list[dict]:
+    """Do nothing, a same-family retrain, then every unlearning method, from ``q_full``."""
+    nothing = _kl_to(ref, q_full)
+    rows = [
+        {"method": "do nothing", "seconds": 0.0, "kl": nothing},
+        {"method": refit_name, "seconds": refit_seconds, "kl": _kl_to(ref, refit)},
+    ]
+    for row in rows:
+        row["gap_closed"] = gap_closed(row["kl"], nothing)
+    return rows + _rows(model, q_full, Xe, ye, ref, methods, nothing)
+
+
 def run(
     seed: int = 0, quick: bool = False, cache_dir: Path = CACHE, progress: bool = False
 ) -> dict:
@@ -126,19 +140,12 @@ def run(
     start = time.perf_counter()
     laplace_refit = fit_laplace(model, X[keep], y[keep])
     laplace_refit_seconds = time.perf_counter() - start
-    nothing_a = _kl_to(ref, laplace_full)
-    block_a = [
-        {"method": "do nothing", "seconds": 0.0, "kl": nothing_a, "gap_closed": 0.0},
-        {
-            "method": "retrain: Laplace on D_r",
-            "seconds": laplace_refit_seconds,
-            "kl": _kl_to(ref, laplace_refit),
-        },
-    ]
-    block_a[1]["gap_closed"] = gap_closed(block_a[1]["kl"], nothing_a)
-    block_a += _rows(
+    block_a = _block(
         model,
         laplace_full,
+        laplace_refit,
+        "retrain: Laplace on D_r",
+        laplace_refit_seconds,
         Xe,
         ye,
         ref,
@@ -170,25 +177,17 @@ def run(
                 method="rkl", proposal="laplace", on_degenerate="ignore", seed=seed
             ),
         },
-        nothing_a,
     )
 
     # Block B: q(theta|D) is a variational fit (SVI, AutoMultivariateNormal)
     svi_full, svi_full_seconds = _svi_fit(model, X, y, svi_steps, seed)
     svi_refit, svi_refit_seconds = _svi_fit(model, X[keep], y[keep], svi_steps, seed)
-    nothing_b = _kl_to(ref, svi_full)
-    block_b = [
-        {"method": "do nothing", "seconds": 0.0, "kl": nothing_b, "gap_closed": 0.0},
-        {
-            "method": f"retrain: SVI MVN on D_r ({svi_steps} steps)",
-            "seconds": svi_refit_seconds,
-            "kl": _kl_to(ref, svi_refit),
-        },
-    ]
-    block_b[1]["gap_closed"] = gap_closed(block_b[1]["kl"], nothing_b)
-    block_b += _rows(
+    block_b = _block(
         model,
         svi_full,
+        svi_refit,
+        f"retrain: SVI MVN on D_r ({svi_steps} steps)",
+        svi_refit_seconds,
         Xe,
         ye,
         ref,
@@ -205,7 +204,6 @@ def run(
             "laplace (1 Newton step, clip)": dict(method="laplace", psd="clip"),
             "rkl (weights forced)": dict(method="rkl", on_degenerate="ignore", seed=seed),
         },
-        nothing_b,
     )
     for row in block_a + block_b:
         row["speedup_vs_svi_refit"] = (
