@@ -32,7 +32,8 @@ def test_exact_reference(data):
     check_moments(ref, exact, 4000)
 
 
-def test_nuts_reference_agrees_with_the_closed_form_and_is_checked(data):
+@pytest.mark.parametrize("method", ["nuts", "hmc"])
+def test_mcmc_reference_agrees_with_the_closed_form_and_is_checked(data, method):
     blr, X, y, exact = data
     ref = retrain(
         blr.model,
@@ -40,7 +41,7 @@ def test_nuts_reference_agrees_with_the_closed_form_and_is_checked(data):
         y,
         forget_mask=FORGET,
         plate="data",
-        method="nuts",
+        method=method,
         num_samples=500,
         warmup_steps=300,
         progress_bar=False,

@@ -158,7 +158,10 @@ def retrain(
         The elements to leave out, over plate ``plate`` (as in :func:`~pyro_unlearn.retain`).
     method : {"nuts", "hmc", "svi", "exact"}
         NUTS/HMC: ``num_chains`` chains run one after another (reliable on any machine),
-        ``warmup_steps`` + ``num_samples`` each, dense mass matrix. SVI: an
+        ``warmup_steps`` + ``num_samples`` each, dense mass matrix (HMC: trajectory
+        length 2 in the whitened space, between a quarter and a half orbit of a Gaussian,
+        so successive draws are anti- rather than positively correlated; Pyro's default
+        of 2 pi is a full orbit). SVI: an
         AutoMultivariateNormal fitted for ``svi_steps`` steps, ``num_samples`` draws.
     cache : path, optional
         A netCDF file: loaded if it exists, written after computing otherwise.
@@ -173,8 +176,10 @@ def retrain(
         chains = []
         for chain in range(num_chains):
             pyro.set_rng_seed(seed + chain)
-            kernel_cls = NUTS if method == "nuts" else HMC
-            kernel = kernel_cls(retained_model, full_mass=True, jit_compile=False)
+            if method == "nuts":
+                kernel = NUTS(retained_model, full_mass=True)
+            else:  # the default 2 pi is a full orbit of a whitened Gaussian: no mixing at all
+                kernel = HMC(retained_model, full_mass=True, trajectory_length=2.0)
             mcmc = MCMC(
                 kernel,
                 num_samples=num_samples,
