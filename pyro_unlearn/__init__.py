@@ -13,6 +13,7 @@ from .diagnostics import (
     plot_posteriors,
     to_inference_data,
 )
+from .fit import fit_laplace, fit_svi
 from .guides import FlatGaussian, GuideNotFittedError, LaplaceGuide, flat_gaussian, trainable_copy
 from .handlers import AnchorMessenger, ForgetMessenger, RetainMessenger, anchor, forget, retain
 from .infer import (
@@ -23,7 +24,7 @@ from .infer import (
     importance_samples,
     unlearning_model,
 )
-from .laplace import NotPositiveDefiniteError, fit_laplace, laplace_unlearn
+from .laplace import NotPositiveDefiniteError, laplace_unlearn
 from .ledger import ForgetLedger, RepeatedDeletionError
 from .models import BayesianLogisticRegression
 from .references import (
@@ -54,6 +55,7 @@ __all__ = [
     "BayesianLogisticRegression",
     "Reference",
     "fit_laplace",
+    "fit_svi",
     "retrain",
     "BetaBernoulli",
     "FlatGaussian",

@@ -17,13 +17,11 @@ from __future__ import annotations
 import warnings
 from collections.abc import Iterable
 
-import pyro
 import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.distributions.torch_distribution import ExpandedDistribution
-from pyro.infer import Trace_ELBO
-from pyro.infer.autoguide import AutoDelta, AutoLaplaceApproximation, AutoMultivariateNormal
+from pyro.infer.autoguide import AutoDelta, AutoLaplaceApproximation
 
 from .api import register_method
 from .guides import LaplaceGuide, LatentSite, check_fitted, flat_gaussian, latent_layout, unpack
@@ -310,32 +308,3 @@ def laplace_unlearn(
 def _laplace_method(model, guide, *forget_args, **options):
     result = laplace_unlearn(model, guide, *forget_args, **options)
     return result, dict(result.diagnostics)
-
-
-def fit_laplace(model, *args, max_iter: int = 200, **kwargs) -> AutoMultivariateNormal:
-    """Fit a Laplace approximation: MAP by L-BFGS on the unconstrained latents, then the Hessian.
-
-    Returns ``AutoLaplaceApproximation.laplace_approximation(*args)``, a fixed
-    AutoMultivariateNormal, ready to be unlearned from. Parameters are module-local, so
-    the global param store is untouched.
-    """
-    with pyro.settings.context(module_local_params=True):
-        guide = AutoLaplaceApproximation(model)
-        guide(*args, **kwargs)
-        loss = Trace_ELBO()(model, guide)
-        optim = torch.optim.LBFGS(
-            loss.parameters(),
-            max_iter=max_iter,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=1e-9,
-            tolerance_change=1e-12,
-        )
-
-        def closure():
-            optim.zero_grad()
-            value = loss(*args, **kwargs)
-            value.backward()
-            return value
-
-        optim.step(closure)
-        return guide.laplace_approximation(*args, **kwargs)

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pyro
 import torch
-from pyro.infer import HMC, MCMC, NUTS, Trace_ELBO
-from pyro.infer.autoguide import AutoMultivariateNormal
+from pyro.infer import HMC, MCMC, NUTS
 
+from ..fit import fit_svi
 from ..handlers import retain
 from ..handlers.plate_mask import MaskLike
 
@@ -166,6 +166,8 @@ def retrain(
     cache : path, optional
         A netCDF file: loaded if it exists, written after computing otherwise.
     """
+    from ..diagnostics.inference_data import posterior_draws  # diagnostics imports this module
+
     if method not in METHODS:
         raise ValueError(f"retrain method must be one of {METHODS}, got {method!r}")
     if cache is not None and Path(cache).exists():
@@ -191,21 +193,10 @@ def retrain(
         samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0]}
         diagnostics = convergence(samples)
     elif method == "svi":
-        pyro.set_rng_seed(seed)
-        with pyro.settings.context(module_local_params=True):
-            guide = AutoMultivariateNormal(retained_model)
-            guide(*args, **kwargs)
-            elbo = Trace_ELBO()(retained_model, guide)
-            optim = torch.optim.Adam(elbo.parameters(), lr=lr)
-            decay = torch.optim.lr_scheduler.ExponentialLR(optim, 0.01 ** (1 / svi_steps))
-            for _ in range(svi_steps):
-                optim.zero_grad()
-                elbo(*args, **kwargs).backward()
-                optim.step()
-                decay.step()
-            with torch.no_grad():
-                draws = [guide(*args, **kwargs) for _ in range(num_samples)]
-        samples = {k: torch.stack([d[k] for d in draws]).unsqueeze(0) for k in draws[0]}
+        guide = fit_svi(retained_model, *args, num_steps=svi_steps, lr=lr, seed=seed, **kwargs)
+        with torch.no_grad():
+            draws = posterior_draws(guide, retained_model, args, kwargs, num_samples, seed)
+        samples = {k: v for k, v in draws.items()}
         diagnostics = {"trustworthy": True, "svi_steps": svi_steps}
     else:
         samples, diagnostics = _exact(model, args, forget_mask, num_samples, seed)
