@@ -8,6 +8,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
 
 from .guides import freeze
+from .vectorized import model_structure
 
 
 def fit_laplace(model, *args, max_iter: int = 200, **kwargs) -> AutoMultivariateNormal:
@@ -62,7 +63,11 @@ def fit_svi(
             else guide_class(model)
         )
         guide(*args, **kwargs)
-        elbo = Trace_ELBO(num_particles=num_particles, vectorize_particles=True)(model, guide)
+        nesting = model_structure(model, args, kwargs)[0]
+        elbo = Trace_ELBO(
+            num_particles=num_particles, vectorize_particles=True, max_plate_nesting=nesting
+        )
+        elbo = elbo(model, guide)
         optim = torch.optim.Adam(elbo.parameters(), lr=lr)
         decay = torch.optim.lr_scheduler.ExponentialLR(optim, 0.01 ** (1 / max(num_steps, 1)))
         for _ in range(num_steps):

@@ -4,21 +4,60 @@ import json
 import subprocess
 import sys
 
+import pytest
+import torch
+
 from pyro_unlearn.cli import main
 
 
-def test_demo_writes_report(tmp_path):
+def test_demo_quick_writes_the_report(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    screen = capsys.readouterr().out
+    assert "Summary:" in screen and "of the gap to retraining" in screen
     results = json.loads((tmp_path / "results.json").read_text())
-    assert results["num_forgotten"] == 44
-    assert results["gap_closed"] > 0.99  # Laplace unlearning is exact here, up to the MAP fit
-    assert "| Laplace unlearning |" in (tmp_path / "report.md").read_text()
+    assert set(results["metrics"]) >= {
+        "original",
+        "laplace",
+        "eubo",
+        "rkl",
+        "retrained",
+        "noise floor (2nd reference)",
+    }
+    assert results["metrics"]["retrained"]["kl_mm"] == pytest.approx(0.0, abs=1e-9)
+    assert set(results["speed"]) == {"laplace", "eubo", "rkl"}
+    assert results["reference"]["method"] == "nuts"
+    report = (tmp_path / "report.md").read_text()
+    assert "| posterior | kl_mm |" in report and "| method | seconds |" in report
+    for name in ("forest", "density", "forget_predictive"):
+        assert (tmp_path / f"{name}.png").stat().st_size > 5000
+    for name in ("original", "laplace", "eubo", "rkl", "retrained"):
+        assert (tmp_path / f"{name}.nc").exists()
 
 
-def test_bad_arguments_exit_nonzero_without_traceback(tmp_path):
-    for args in (["demo", "--fraction", "1.5"], ["demo", "--quick", "--out", "/proc/forbidden"]):
-        run = subprocess.run(
-            [sys.executable, "-m", "pyro_unlearn", *args], capture_output=True, text=True
-        )
-        assert run.returncode == 2
-        assert "pyro-unlearn: error:" in run.stderr and "Traceback" not in run.stderr
+def test_bench_quick_writes_tables(tmp_path):
+    assert main(["bench", "--quick", "--suite", "bayes", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())
+    blocks = results["bayes"][0]["blocks"]
+    assert len(blocks) == 2
+    for rows in blocks.values():
+        assert {"do nothing", "eubo (default: natural, 1 step)"} <= {r["method"] for r in rows}
+    assert "| method | seconds | KL(q ‖ ref) |" in (tmp_path / "bench.md").read_text()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["demo", "--fraction", "1.5"], "--fraction must lie in (0, 1)"),
+        (["demo", "--quick", "--out", "/proc/forbidden"], "cannot create --out"),
+        (["bench", "--suite", "nonsense"], "unknown suite 'nonsense'"),
+        (["bench", "--suite", "classifiers"], "not available yet"),
+    ]
+    + ([(["demo", "--device", "cuda"], "no CUDA device")] if not torch.cuda.is_available() else []),
+)
+def test_bad_arguments_exit_nonzero_without_traceback(args, message):
+    run = subprocess.run(
+        [sys.executable, "-m", "pyro_unlearn", *args], capture_output=True, text=True
+    )
+    assert run.returncode == 2
+    assert "pyro-unlearn: error:" in run.stderr and message in run.stderr
+    assert "Traceback" not in run.stderr

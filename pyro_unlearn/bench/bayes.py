@@ -3,7 +3,7 @@ r"""Benchmark: Bayesian logistic regression on breast_cancer, 10% of patients fo
 Every method starts from a full-data posterior and sees only the forget set; each row
 reports its wall time, the KL of its (moment-matched) Gaussian to a NUTS reference on
 the retained data, :math:`\mathrm{KL}(q\,\|\,\mathrm{ref})`, and the gap closed relative to
-doing nothing. The NUTS reference (2 chains, 1000 warm-up + 1000 draws, dense mass,
+doing nothing. The NUTS reference (4 chains, 1000 warm-up + 1000 draws, dense mass,
 :math:`\hat R` and ESS recorded) is cached next to this file, so it is computed once.
 Speed-ups are measured in the same run against SVI and Laplace refits on the retained data.
 
@@ -111,10 +111,10 @@ def run(
         method="nuts",
         num_samples=1000,
         warmup_steps=1000,
-        num_chains=2,
+        num_chains=4,
         seed=seed,
         progress_bar=progress,
-        cache=cache_dir / f"breast_cancer_nuts_seed{seed}_frac{FRACTION}.nc",
+        cache=cache_dir / f"breast_cancer_nuts_seed{seed}_frac{FRACTION}_draws1000_chains4.nc",
     )
     ref = moment_matched(reference.flat("w"))
     svi_steps = 1000 if quick else 3000
