@@ -4,6 +4,7 @@ Remove the influence of a subset of the training data from a fitted posterior, f
 the forget data only, and check how close the result comes to retraining.
 """
 
+from . import nn
 from .api import UnlearnResult, available_methods, register_method, unlearn
 from .diagnostics import (
     compare_posteriors,
@@ -84,5 +85,6 @@ __all__ = [
     "plot_posteriors",
     "to_inference_data",
     "WeightedSamples",
+    "nn",
     "psis_unlearn",
 ]

@@ -1,0 +1,224 @@
+"""Classifier unlearning: each loss against its formula on a tiny net, Fisher against brute force."""
+
+import copy
+
+import pyro
+import pytest
+import torch
+from pyro import poutine
+from pyro.infer import Trace_ELBO
+
+import pyro_unlearn as pu
+from pyro_unlearn import nn as unn
+from pyro_unlearn.datasets import digits
+
+
+@pytest.fixture(autouse=True)
+def _float32():
+    torch.set_default_dtype(torch.float32)
+
+
+@pytest.fixture
+def tiny():
+    torch.manual_seed(0)
+    net = unn.mlp(4, (5,), 3)
+    x = torch.randn(12, 4)
+    y = torch.randint(0, 3, (12,))
+    return net, x, y
+
+
+def brute_force_fisher(net, x):
+    fisher = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+    for xi in x:
+        log_p = net(xi.unsqueeze(0)).log_softmax(-1)[0]
+        for c in range(len(log_p)):
+            grads = torch.autograd.grad(log_p[c], list(net.parameters()), retain_graph=True)
+            for (k, _), g in zip(net.named_parameters(), grads, strict=True):
+                fisher[k] += log_p[c].exp().detach() * g.pow(2)
+    return {k: v / len(x) for k, v in fisher.items()}
+
+
+class Scaled(torch.nn.Module):
+    """A non-Linear parameter, so the generic (torch.func) path is taken."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net, self.scale = net, torch.nn.Parameter(torch.tensor([1.3]))
+
+    def forward(self, x):
+        return self.net(x) * self.scale
+
+
+@pytest.mark.parametrize("path", ["linear fast path", "generic"])
+def test_diagonal_fisher_equals_brute_force(tiny, path):
+    net, x, _ = tiny
+    net = net if path == "linear fast path" else Scaled(net)
+    fast, brute = unn.diagonal_fisher(net, x), brute_force_fisher(net, x)
+    assert set(fast) == set(brute)
+    for k in brute:
+        assert torch.allclose(fast[k], brute[k], rtol=1e-4, atol=1e-7), k
+
+
+def test_pbu_loss_is_the_formula(tiny):
+    net, x, y = tiny
+    reference = {k: v.detach().clone() + 0.1 for k, v in net.named_parameters()}
+    fisher = {k: torch.rand_like(v) for k, v in reference.items()}
+    alpha, beta, gamma = 7.0, 3.0, 0.5
+    ce = torch.nn.functional.cross_entropy(net(x), y)
+    by_hand = -alpha * ce + sum(
+        (beta * fisher[k] * (p - reference[k]) ** 2 + gamma * (p - reference[k]) ** 2).sum()
+        for k, p in net.named_parameters()
+    )
+    assert torch.isclose(unn.pbu_loss(net, reference, fisher, x, y, alpha, beta, gamma), by_hand)
+
+
+def test_pbu_is_the_eubo_of_a_delta_guide_with_a_gaussian_anchor(tiny):
+    """forget weight -alpha/n + anchor N(theta*, (2 beta F + 2 gamma)^-1) + Delta guide = PBU + const."""
+    net, x, y = tiny
+    fisher = unn.diagonal_fisher(net, x)
+    reference = {k: v.detach().clone() for k, v in net.named_parameters()}
+    alpha, beta, gamma = 7.0, 3.0, 0.5
+    model = unn.ClassifierModel(net)
+    unlearning = pu.anchor(
+        pu.forget(model, weight=-alpha / len(x)), guide=unn.pbu_anchor(net, fisher, beta, gamma)
+    )
+    differences = []
+    for shift in (0.0, 0.05, -0.2):
+        moved = copy.deepcopy(net)
+        with torch.no_grad():
+            for p in moved.parameters():
+                p.add_(shift * torch.randn_like(p))
+        guide = unn.ClassifierModel(moved).point_guide()
+        with pyro.settings.context(module_local_params=True):
+            eubo = Trace_ELBO().differentiable_loss(unlearning, guide, x, y)
+        differences.append(
+            float(
+                (eubo - unn.pbu_loss(moved, reference, fisher, x, y, alpha, beta, gamma)).detach()
+            )
+        )
+    # the difference is the anchor's log normaliser: the same constant for every theta
+    assert max(differences) - min(differences) < 1e-3 * max(1.0, abs(differences[0]))
+
+
+def test_lipschitz_loss_is_the_direct_computation(tiny):
+    net, x, _ = tiny
+    noise = 0.3 * torch.randn(4, len(x), x.shape[1])
+    by_hand = torch.stack(
+        [
+            torch.stack(
+                [
+                    (net(x[i]) - net(x[i] + noise[n, i])).norm() / noise[n, i].norm()
+                    for n in range(4)
+                ]
+            ).mean()
+            for i in range(len(x))
+        ]
+    ).mean()
+    assert torch.isclose(unn.lipschitz_loss(net, x, noise), by_hand, rtol=1e-5)
+
+
+def test_jit_takes_one_pass_and_options(tiny):
+    net, x, _ = tiny
+    before = copy.deepcopy(net.state_dict())
+    new, info = unn.jit(net, x, sigma=0.1, lr=0.1, batch_size=4)
+    assert info["steps"] == 3
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())  # caller untouched
+    assert any(not torch.equal(v, before[k]) for k, v in new.state_dict().items())
+    quirks, _ = unn.jit(
+        net,
+        x,
+        sigma=0.1,
+        lr=0.1,
+        batch_size=4,
+        accumulate_gradients=True,
+        clamp_noise=True,
+        train_mode=True,
+    )
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(quirks.state_dict().values(), new.state_dict().values(), strict=True)
+    )
+
+
+def test_ssd_dampens_only_forget_specific_weights(tiny):
+    net, x, y = tiny
+    new, info = unn.ssd(net, x[y == 0], x, alpha=1.0)
+    changed = sum(
+        int((a != b).sum())
+        for a, b in zip(net.state_dict().values(), new.state_dict().values(), strict=True)
+    )
+    assert changed == info["dampened"] > 0
+    for a, b in zip(net.parameters(), new.parameters(), strict=True):
+        assert (b.abs() <= a.abs() + 1e-7).all()  # dampening only shrinks
+
+
+@pytest.fixture(scope="module")
+def trained():
+    torch.set_num_threads(1)
+    data = digits(seed=0)
+    net = unn.train(unn.mlp(), data["x_train"], data["y_train"], epochs=20, seed=0)
+    return net, data
+
+
+def test_pbu_and_neggrad_forget_a_class_and_stop_there(trained):
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    forget = y == 3
+    for method in (unn.pbu, unn.neggrad):
+        new, info = method(net, x[forget], y[forget])
+        assert info["reached_target"] and unn.accuracy(new, x[forget], y[forget]) == 0.0
+        assert unn.accuracy(new, x[~forget], y[~forget]) > 0.8
+    assert unn.accuracy(net, x[forget], y[forget]) > 0.95  # the caller's network is untouched
+
+
+def test_membership_attack_and_js(trained):
+    net, data = trained
+    x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+    forget = y == 3
+    retrained = unn.retrain(unn.mlp, x[~forget], y[~forget], epochs=20, seed=1)
+    # a forgotten class is easy to tell apart from test data for the retrained model
+    assert unn.membership_attack(retrained, x[forget], y[forget], xt, yt) > 0.8
+    assert 0.4 < unn.membership_attack(net, x[forget], y[forget], xt, yt) < 0.65
+    assert unn.js_divergence(net, retrained, x[forget]) > 0.3
+    assert unn.js_divergence(net, net, x[forget]) == 0.0
+
+
+def test_classifier_model_is_a_pyro_model(tiny):
+    net, x, y = tiny
+    model = unn.ClassifierModel(net)
+    guide = model.point_guide()
+    with pyro.settings.context(module_local_params=True):
+        values = guide(x, y)
+    trace = poutine.trace(poutine.condition(model, values)).get_trace(x, y)
+    log_lik = trace.nodes["y"]["fn"].log_prob(y).sum()
+    assert torch.isclose(log_lik, -len(x) * torch.nn.functional.cross_entropy(net(x), y))
+
+
+def test_point_methods_through_unlearn(trained):
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    forget = y == 3
+    result = pu.unlearn(unn.ClassifierModel(net), net, x[forget], y[forget], method="pbu")
+    assert isinstance(result.guide, torch.nn.Module) and result.diagnostics["reached_target"]
+    ledger = pu.ForgetLedger(len(y))
+    ids = forget.nonzero().flatten()
+    first = pu.unlearn(
+        unn.ClassifierModel(net),
+        net,
+        x[forget],
+        y[forget],
+        method="neggrad",
+        ids=ids,
+        ledger=ledger,
+    )
+    with pytest.raises(pu.RepeatedDeletionError):
+        pu.unlearn(
+            unn.ClassifierModel(first.guide),
+            first.guide,
+            x[ids[:2]],
+            y[ids[:2]],
+            method="neggrad",
+            ids=ids[:2],
+        )
+    with pytest.raises(ValueError, match="takes the forget examples themselves"):
+        pu.unlearn(unn.ClassifierModel(net), net, x, y, method="pbu", mask=forget, plate="data")
