@@ -264,16 +264,20 @@ SUITES = ("bayes", "classifiers", "all")
 
 def run_bench(out: Path, suite: str, seeds: list[int], quick: bool) -> dict:
     """Run the benchmark suites; write ``bench.md`` and ``bench.json`` to ``out``."""
-    from .bench import bayes
+    from .bench import bayes, classifiers
 
     if suite not in SUITES:
         raise UserError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
-    if suite == "classifiers":
-        raise UserError("the classifier suite is not available yet; use --suite bayes")
     _check_out(out)
-    results = {"bayes": [bayes.run(seed=seed, quick=quick) for seed in seeds]}
+    results, sections = {}, []
+    if suite in ("bayes", "all"):
+        results["bayes"] = [bayes.run(seed=seed, quick=quick) for seed in seeds]
+        sections += ["## Bayesian unlearning", ""] + [bayes.markdown(r) for r in results["bayes"]]
+    if suite in ("classifiers", "all"):
+        results["classifiers"] = classifiers.run(seeds=seeds[:1] if quick else seeds)
+        sections += ["## Classifier unlearning", "", classifiers.markdown(results["classifiers"])]
     (out / "bench.json").write_text(json.dumps(results, indent=2, default=str))
-    (out / "bench.md").write_text("\n\n".join(bayes.markdown(r) for r in results["bayes"]) + "\n")
+    (out / "bench.md").write_text("\n\n".join(sections) + "\n")
     return results
 
 
@@ -301,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--device", default="cpu", help="cpu or cuda")
     bench = commands.add_parser("bench", help="run the benchmark suites")
     bench.add_argument("--suite", default="bayes", help="bayes, classifiers or all")
-    bench.add_argument("--seeds", type=int, nargs="+", default=[0])
+    bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--out", type=Path, default=Path("pyro-unlearn-bench"))
     bench.add_argument("--device", default="cpu")

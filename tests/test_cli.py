@@ -35,13 +35,24 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
 
 
 def test_bench_quick_writes_tables(tmp_path):
-    assert main(["bench", "--quick", "--suite", "bayes", "--out", str(tmp_path)]) == 0
+    assert main(["bench", "--quick", "--suite", "all", "--seeds", "0", "--out", str(tmp_path)]) == 0
     results = json.loads((tmp_path / "bench.json").read_text())
+    summary = results["classifiers"]["class"]["summary"]
+    assert {"retrain", "pbu", "jit", "neggrad", "ssd", "finetune (D_r, 2 epochs)"} <= set(summary)
+    assert set(summary["pbu"]) >= {
+        "forget_acc",
+        "retain_acc",
+        "test_acc",
+        "mia",
+        "js_to_retrain",
+        "speedup",
+    }
     blocks = results["bayes"][0]["blocks"]
     assert len(blocks) == 2
     for rows in blocks.values():
         assert {"do nothing", "eubo (default: natural, 1 step)"} <= {r["method"] for r in rows}
-    assert "| method | seconds | KL(q ‖ ref) |" in (tmp_path / "bench.md").read_text()
+    report = (tmp_path / "bench.md").read_text()
+    assert "| method | seconds | KL(q ‖ ref) |" in report and "| method | forget_acc |" in report
 
 
 @pytest.mark.parametrize(
@@ -50,7 +61,6 @@ def test_bench_quick_writes_tables(tmp_path):
         (["demo", "--fraction", "1.5"], "--fraction must lie in (0, 1)"),
         (["demo", "--quick", "--out", "/proc/forbidden"], "cannot create --out"),
         (["bench", "--suite", "nonsense"], "unknown suite 'nonsense'"),
-        (["bench", "--suite", "classifiers"], "not available yet"),
     ]
     + ([(["demo", "--device", "cuda"], "no CUDA device")] if not torch.cuda.is_available() else []),
 )

@@ -15,7 +15,15 @@ from torch.func import functional_call, grad, vmap
 def diagonal_fisher(
     net: nn.Module, x: torch.Tensor, chunk_size: int = 256
 ) -> dict[str, torch.Tensor]:
-    """Diagonal of the exact expected Fisher at the current weights, one tensor per parameter."""
+    """Diagonal of the exact expected Fisher at the current weights, one tensor per parameter.
+
+    Networks whose parameters all belong to ``nn.Linear`` layers take a fast path: one
+    backward pass per class gives every example's gradient with respect to each layer's
+    output, and the squared weight gradient is :math:`\\delta^2 (a^2)^\top` per example.
+    Other networks use per-example, per-class gradients (``torch.func``).
+    """
+    if all(isinstance(m, nn.Linear) for m in net.modules() if _owns_parameters(m)):
+        return _linear_fisher(net, x)
     params = {k: v.detach() for k, v in net.named_parameters()}
     buffers = {k: v.detach() for k, v in net.named_buffers()}
 
@@ -35,6 +43,10 @@ def diagonal_fisher(
             weights = ps.reshape(ps.shape + (1,) * (g.dim() - 2))
             fisher[k] += (weights * g.pow(2)).sum((0, 1))
     return {k: v / len(x) for k, v in fisher.items()}
+
+
+def _owns_parameters(module: nn.Module) -> bool:
+    return next(module.parameters(recurse=False), None) is not None
 
 
 def _linear_fisher(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

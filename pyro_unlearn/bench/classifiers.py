@@ -1,0 +1,147 @@
+r"""Benchmark: unlearning in a digits MLP (scikit-learn digits, 64-128-128-10).
+
+Scenarios: a whole class (3) forgotten, and a random 10% of the training images. Each
+method sees the trained network and the forget set (fine-tuning and retraining also the
+retained set; SSD all training images). Reported per method, mean ± sd over seeds:
+accuracy on forget / retain / test, the membership attack's accuracy (forget vs test,
+logistic regression on the loss: compare with retrain's value), the Jensen-Shannon
+divergence to the retrained network on the forget set, wall time and speed-up vs
+retraining (measured in the same run).
+
+Run: ``python -m pyro_unlearn.bench.classifiers`` (``--quick``: one seed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import numpy as np
+import torch
+
+from .. import nn as unn
+from ..datasets import digits
+
+EPOCHS = 30
+
+
+def _evaluate(net, data, forget, retrained) -> dict:
+    x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+    return {
+        "forget_acc": unn.accuracy(net, x[forget], y[forget]),
+        "retain_acc": unn.accuracy(net, x[~forget], y[~forget]),
+        "test_acc": unn.accuracy(net, xt, yt),
+        "mia": unn.membership_attack(net, x[forget], y[forget], xt, yt),
+        "js_to_retrain": unn.js_divergence(net, retrained, x[forget]),
+    }
+
+
+def run_seed(seed: int, scenario: str) -> dict[str, dict]:
+    torch.set_num_threads(1)
+    data = digits(seed=seed)
+    x, y = data["x_train"], data["y_train"]
+    net = unn.train(unn.mlp(), x, y, epochs=EPOCHS, seed=seed)
+    if scenario == "class":
+        forget = y == 3
+        target = 0.0  # a retrained model never predicts the forgotten class
+        sigma = 0.5
+    else:
+        forget = torch.zeros(len(y), dtype=torch.bool)
+        forget[
+            torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[: len(y) // 10]
+        ] = True
+        target = unn.accuracy(
+            net, data["x_test"], data["y_test"]
+        )  # forgotten = as good as held out
+        sigma = 0.01
+    xf, yf, xr, yr = x[forget], y[forget], x[~forget], y[~forget]
+
+    start = time.perf_counter()
+    retrained = unn.retrain(unn.mlp, xr, yr, epochs=EPOCHS, seed=seed + 100)
+    retrain_seconds = time.perf_counter() - start
+    methods = {
+        "original": lambda: (net, {}),
+        "retrain": lambda: (retrained, {}),
+        "finetune (D_r, 2 epochs)": lambda: (unn.finetune(net, xr, yr, epochs=2, seed=seed), {}),
+        "neggrad": lambda: unn.neggrad(net, xf, yf, target_forget_accuracy=target, seed=seed),
+        "pbu": lambda: unn.pbu(net, xf, yf, target_forget_accuracy=target, seed=seed),
+        "jit": lambda: unn.jit(net, xf, sigma=sigma, seed=seed),
+        "ssd": lambda: unn.ssd(net, xf, x),
+    }
+    rows = {}
+    for name, run in methods.items():
+        start = time.perf_counter()
+        new, _ = run()
+        seconds = (
+            0.0
+            if name == "original"
+            else (retrain_seconds if name == "retrain" else time.perf_counter() - start)
+        )
+        rows[name] = {
+            **_evaluate(new, data, forget, retrained),
+            "seconds": seconds,
+            "speedup": retrain_seconds / seconds if seconds else float("nan"),
+        }
+    return rows
+
+
+def run(seeds=(0, 1, 2), scenarios=("class", "random")) -> dict:
+    dtype = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float32)  # the networks and the digits tensors
+    try:
+        return _run(seeds, scenarios)
+    finally:
+        torch.set_default_dtype(dtype)
+
+
+def _run(seeds, scenarios) -> dict:
+    results = {}
+    for scenario in scenarios:
+        per_seed = [run_seed(seed, scenario) for seed in seeds]
+        summary = {}
+        for method in per_seed[0]:
+            summary[method] = {
+                metric: (
+                    float(np.mean([r[method][metric] for r in per_seed])),
+                    float(np.std([r[method][metric] for r in per_seed])),
+                )
+                for metric in per_seed[0][method]
+            }
+        results[scenario] = {"seeds": list(seeds), "summary": summary}
+    return results
+
+
+def markdown(results: dict) -> str:
+    metrics = ["forget_acc", "retain_acc", "test_acc", "mia", "js_to_retrain", "seconds", "speedup"]
+    lines = []
+    for scenario, block in results.items():
+        title = "class 3 forgotten" if scenario == "class" else "random 10% forgotten"
+        lines += [
+            f"*digits MLP, {title}, seeds {block['seeds']} (mean ± sd)*",
+            "",
+            "| method | " + " | ".join(metrics) + " |",
+            "|---|" + "---:|" * len(metrics),
+        ]
+        for method, values in block["summary"].items():
+            cells = [f"{values[m][0]:.3g} ± {values[m][1]:.2g}" for m in metrics]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    results = run(seeds=args.seeds[:1] if args.quick else args.seeds)
+    print(markdown(results))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(results, handle, indent=2)
+
+
+if __name__ == "__main__":
+    main()
