@@ -47,7 +47,7 @@ class ClassifierModel:
 
     >>> model = ClassifierModel(mlp(4, (3,), 2))
     >>> trace = pyro.poutine.trace(model).get_trace(torch.zeros(5, 4), torch.zeros(5).long())
-    >>> [name for name in trace.nodes if name != "data"]
+    >>> [name for name, site in trace.nodes.items() if site["type"] == "sample" and name != "data"]
     ['0.weight', '0.bias', '2.weight', '2.bias', 'y']
     """
 
