@@ -222,3 +222,55 @@ def test_point_methods_through_unlearn(trained):
         )
     with pytest.raises(ValueError, match="takes the forget examples themselves"):
         pu.unlearn(unn.ClassifierModel(net), net, x, y, method="pbu", mask=forget, plate="data")
+
+
+def test_targeted_pgd_reaches_the_target_labels(trained):
+    net, data = trained
+    x, y = data["x_train"][:20], data["y_train"][:20]
+    target = (y + 1) % 10
+    adversarial = unn.targeted_pgd(net, x, target, eps=4.0, step=0.1, iterations=100)
+    assert (net(adversarial).argmax(-1) == target).float().mean() >= 0.95
+    assert ((adversarial - x).flatten(1).norm(dim=1) <= 4.0 + 1e-4).all()
+
+
+def test_instance_loss_is_the_formula(tiny):
+    net, x, y = tiny
+    reference = {k: v.detach().clone() - 0.1 for k, v in net.named_parameters()}
+    importance = unn.mas_importance(net, x)
+    assert all(float(v.min()) >= 0 and float(v.max()) <= 1 for v in importance.values())
+    x_adv, y_adv = x + 0.1, (y + 1) % 3
+    ce = torch.nn.functional.cross_entropy
+    anchor = sum(
+        ((1 - importance[k]) * (p - reference[k]) ** 2).sum() for k, p in net.named_parameters()
+    )
+    by_hand = -ce(net(x), y) + ce(net(x_adv), y_adv) + 0.7 * anchor / 2
+    assert torch.isclose(
+        unn.instance_loss(net, reference, importance, x, y, x_adv, y_adv, lam=0.7), by_hand
+    )
+    relabel = ce(net(x), (y + 2) % 3) + ce(net(x_adv), y_adv) + 0.7 * anchor / 2
+    got = unn.instance_loss(
+        net, reference, importance, x, y, x_adv, y_adv, lam=0.7, new_labels=(y + 2) % 3
+    )
+    assert torch.isclose(got, relabel)
+
+
+def test_continual_requests_keep_the_ledger_consistent(trained):
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    requests = [torch.tensor([i]) for i in (5, 77, 300, 901, 1200)]
+    final, ledger, steps = unn.continual(
+        unn.instance_unlearn,
+        net,
+        x,
+        y,
+        requests,
+        pu.ForgetLedger(len(y)),
+        data["x_test"],
+        data["y_test"],
+    )
+    assert ledger.forgotten == (5, 77, 300, 901, 1200)
+    assert [s["forgotten"] for s in steps] == [1, 2, 3, 4, 5]
+    assert all({"forget_acc", "retain_acc", "test_acc", "steps"} <= set(s) for s in steps)
+    assert steps[0]["forget_acc"] == 0.0  # the first single instance is forgotten
+    with pytest.raises(pu.RepeatedDeletionError):
+        unn.continual(unn.instance_unlearn, final, x, y, [torch.tensor([77])], ledger)

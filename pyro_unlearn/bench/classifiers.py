@@ -1,6 +1,7 @@
 r"""Benchmark: unlearning in a digits MLP (scikit-learn digits, 64-128-128-10).
 
-Scenarios: a whole class (3) forgotten, and a random 10% of the training images. Each
+Scenarios: a whole class (3) forgotten, a random 10% of the training images, and five
+single images. Each
 method sees the trained network and the forget set (fine-tuning and retraining also the
 retained set; SSD all training images). Reported per method, mean ± sd over seeds:
 accuracy on forget / retain / test, the membership attack's accuracy (forget vs test,
@@ -47,10 +48,10 @@ def run_seed(seed: int, scenario: str) -> dict[str, dict]:
         target = 0.0  # a retrained model never predicts the forgotten class
         sigma = 0.5
     else:
+        count = len(y) // 10 if scenario == "random" else 5
+        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
         forget = torch.zeros(len(y), dtype=torch.bool)
-        forget[
-            torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[: len(y) // 10]
-        ] = True
+        forget[order[:count]] = True
         target = unn.accuracy(
             net, data["x_test"], data["y_test"]
         )  # forgotten = as good as held out
@@ -68,6 +69,7 @@ def run_seed(seed: int, scenario: str) -> dict[str, dict]:
         "pbu": lambda: unn.pbu(net, xf, yf, target_forget_accuracy=target, seed=seed),
         "jit": lambda: unn.jit(net, xf, sigma=sigma, seed=seed),
         "ssd": lambda: unn.ssd(net, xf, x),
+        "instance-wise": lambda: unn.instance_unlearn(net, xf, yf, seed=seed),
     }
     rows = {}
     for name, run in methods.items():
@@ -86,7 +88,7 @@ def run_seed(seed: int, scenario: str) -> dict[str, dict]:
     return rows
 
 
-def run(seeds=(0, 1, 2), scenarios=("class", "random")) -> dict:
+def run(seeds=(0, 1, 2), scenarios=("class", "random", "instances")) -> dict:
     dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)  # the networks and the digits tensors
     try:
@@ -116,7 +118,11 @@ def markdown(results: dict) -> str:
     metrics = ["forget_acc", "retain_acc", "test_acc", "mia", "js_to_retrain", "seconds", "speedup"]
     lines = []
     for scenario, block in results.items():
-        title = "class 3 forgotten" if scenario == "class" else "random 10% forgotten"
+        title = {
+            "class": "class 3 forgotten",
+            "random": "random 10% forgotten",
+            "instances": "5 single images forgotten",
+        }[scenario]
         lines += [
             f"*digits MLP, {title}, seeds {block['seeds']} (mean ± sd)*",
             "",

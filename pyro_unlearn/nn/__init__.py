@@ -3,15 +3,20 @@
 from .fisher import diagonal_fisher
 from .methods import (
     accuracy,
+    continual,
     finetune,
+    instance_loss,
+    instance_unlearn,
     jit,
     lipschitz_loss,
+    mas_importance,
     neggrad,
     pbu,
     pbu_anchor,
     pbu_loss,
     retrain,
     ssd,
+    targeted_pgd,
     train,
 )
 from .metrics import js_divergence, membership_attack, per_sample
@@ -20,6 +25,11 @@ from .models import ClassifierModel, mlp, small_cnn
 __all__ = [
     "ClassifierModel",
     "accuracy",
+    "continual",
+    "instance_loss",
+    "instance_unlearn",
+    "mas_importance",
+    "targeted_pgd",
     "diagonal_fisher",
     "finetune",
     "jit",

@@ -307,6 +307,132 @@ def _register() -> None:
     wrap("neggrad", neggrad)
     wrap("jit", jit, needs_labels=False)
     wrap("ssd", ssd, needs_labels=False)
+    wrap("instance", instance_unlearn)
+
+
+def targeted_pgd(
+    net: nn.Module, x, target, *, eps: float = 4.0, step: float = 0.1, iterations: int = 100
+) -> torch.Tensor:
+    r"""Targeted :math:`L_2` PGD: :math:`\delta \leftarrow \Pi_{\|\delta\|\le\epsilon}(\delta - s\,\nabla_\delta \mathrm{CE}/\|\nabla_\delta \mathrm{CE}\|)`.
+
+    Returns adversarial inputs ``x + delta`` pushed towards the ``target`` labels.
+    """
+    delta = torch.zeros_like(x, requires_grad=True)
+    for _ in range(iterations):
+        loss = nn.functional.cross_entropy(net(x + delta), target)
+        (g,) = torch.autograd.grad(loss, delta)
+        with torch.no_grad():
+            norm = g.flatten(1).norm(dim=1).clamp(min=1e-12).reshape((-1,) + (1,) * (x.dim() - 1))
+            delta -= step * g / norm
+            scale = (eps / delta.flatten(1).norm(dim=1).clamp(min=1e-12)).clamp(max=1.0)
+            delta *= scale.reshape((-1,) + (1,) * (x.dim() - 1))
+    return (x + delta).detach()
+
+
+def mas_importance(net: nn.Module, x) -> dict[str, torch.Tensor]:
+    r"""MAS importance :math:`\Omega_k = \frac1n\sum_i |\partial_{\theta_k} \|f(x_i)\|_2^2|`, min-max normalised per tensor."""
+    importance = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+    for xi in x:
+        net.zero_grad()
+        net(xi.unsqueeze(0)).pow(2).sum().backward()
+        for k, p in net.named_parameters():
+            importance[k] += p.grad.abs()
+    net.zero_grad()
+    normalised = {}
+    for k, v in importance.items():
+        span = v.max() - v.min()
+        normalised[k] = (v - v.min()) / span if span > 0 else torch.zeros_like(v)
+    return normalised
+
+
+def instance_loss(
+    net, reference, importance, x, y, x_adv, y_adv, lam: float = 1.0, new_labels=None
+) -> torch.Tensor:
+    r""":math:`-\mathrm{CE}(f(x_f), y_f)` (or :math:`+\mathrm{CE}` to ``new_labels``)
+    :math:`+ \mathrm{CE}(f(x_{adv}), y_{adv}) + \lambda\sum_k (1-\tilde\Omega_k)(\theta_k-\theta^*_k)^2/2`."""
+    forget_term = (
+        nn.functional.cross_entropy(net(x), new_labels)
+        if new_labels is not None
+        else -nn.functional.cross_entropy(net(x), y)
+    )
+    anchor = sum(
+        ((1 - importance[k]) * (p - reference[k]).pow(2)).sum() for k, p in net.named_parameters()
+    )
+    return forget_term + nn.functional.cross_entropy(net(x_adv), y_adv) + lam * anchor / 2
+
+
+def instance_unlearn(
+    net: nn.Module,
+    x_forget,
+    y_forget,
+    *,
+    num_adversarial: int = 20,
+    eps: float = 4.0,
+    pgd_step: float = 0.1,
+    pgd_iterations: int = 100,
+    lam: float = 1.0,
+    lr: float = 1e-3,
+    max_steps: int = 200,
+    new_labels=None,
+    seed: int = 0,
+):
+    r"""Instance-wise unlearning (Cha et al. 2024) from the forget samples only.
+
+    Targeted-PGD adversarial examples of each forget sample (``num_adversarial`` random
+    target labels other than its own) keep the decision boundaries of the other classes;
+    the MAS-weighted anchor keeps the weights that matter for the forget samples'
+    features. SGD (momentum 0.9, weight decay 1e-4) until the forget accuracy reaches 0.
+    """
+    g = _generator(seed)
+    classes = net(x_forget[:1]).shape[-1]
+    x_rep = x_forget.repeat_interleave(num_adversarial, 0)
+    y_rep = y_forget.repeat_interleave(num_adversarial, 0)
+    offsets = torch.randint(1, classes, (len(y_rep),), generator=g)
+    y_adv = (y_rep + offsets) % classes
+    x_adv = targeted_pgd(net, x_rep, y_adv, eps=eps, step=pgd_step, iterations=pgd_iterations)
+    importance = mas_importance(net, x_forget)
+    reference = {k: v.detach().clone() for k, v in net.named_parameters()}
+    new = copy.deepcopy(net)
+    optim = torch.optim.SGD(new.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    start, steps = time.perf_counter(), 0
+    while accuracy(new, x_forget, y_forget) > 0.0 and steps < max_steps:
+        optim.zero_grad()
+        instance_loss(
+            new, reference, importance, x_forget, y_forget, x_adv, y_adv, lam, new_labels
+        ).backward()
+        optim.step()
+        steps += 1
+    info = {
+        "steps": steps,
+        "reached_target": accuracy(new, x_forget, y_forget) == 0.0,
+        "adversarial_success": accuracy(net, x_adv, y_adv),
+        "seconds": time.perf_counter() - start,
+    }
+    return new, info
+
+
+def continual(method, net: nn.Module, x, y, requests, ledger, x_test=None, y_test=None, **options):
+    """Honour forget requests one after another, each from the previous step's network.
+
+    ``requests`` is a sequence of id tensors into ``(x, y)``; the ledger refuses repeats.
+    Returns the final network, the final ledger and one metrics dict per step (accuracy on
+    everything forgotten so far, on the retained data and on the test set).
+    """
+    steps = []
+    for ids in requests:
+        ledger = ledger.after(ids)  # refuses repeated deletions before any work
+        net, info = method(net, x[ids], y[ids], **options)
+        forgotten = ledger.mask()
+        steps.append(
+            {
+                "forgotten": len(ledger.forgotten),
+                "forget_acc": accuracy(net, x[forgotten], y[forgotten]),
+                "retain_acc": accuracy(net, x[~forgotten], y[~forgotten]),
+                **({"test_acc": accuracy(net, x_test, y_test)} if x_test is not None else {}),
+                **{k: v for k, v in info.items() if k in ("steps", "reached_target")},
+            }
+        )
+    return net, ledger, steps
 
 
 _register()
