@@ -80,11 +80,17 @@ def unlearn(
     model : callable
         The Pyro model the posterior was fitted to.
     guide
-        The fitted posterior (a guide, or the ``guide`` of an earlier :class:`UnlearnResult`).
+        The fitted posterior: a guide, the ``guide`` of an earlier :class:`UnlearnResult`,
+        posterior draws (``"psis"``) or a trained network (classifier methods).
     *forget_args
         Model arguments holding the forget data (or all data, with ``mask``/``plate``).
     method : str
-        One of :func:`available_methods`; ``"laplace"`` is :func:`laplace_unlearn`.
+        One of :func:`available_methods`: ``"laplace"`` (:func:`~pyro_unlearn.laplace_unlearn`),
+        ``"eubo"`` and ``"rkl"`` (:func:`~pyro_unlearn.eubo_unlearn`,
+        :func:`~pyro_unlearn.rkl_unlearn`) for Gaussian guides; ``"psis"``
+        (:func:`~pyro_unlearn.psis_unlearn`) for posterior draws; ``"pbu"``, ``"jit"``,
+        ``"neggrad"``, ``"ssd"``, ``"instance"`` (:mod:`pyro_unlearn.nn`) for a trained torch
+        classifier passed as ``guide``.
     mask, plate, sites
         Select the forget elements, as in :func:`~pyro_unlearn.forget`.
     model_kwargs : dict, optional
