@@ -101,8 +101,10 @@ class EUBO(Trace_ELBO):
     num_particles, vectorize_particles, max_plate_nesting, ...
         As in :class:`pyro.infer.Trace_ELBO`.
 
-    Example (a conjugate model: the EUBO of the exact retrained posterior is
-    :math:`\log p(D_e \mid D_r)`, see the tests).
+    Notes
+    -----
+    On a linear-Gaussian model with exact :math:`q(\theta\mid D)`, the EUBO at the exact
+    retrained posterior equals :math:`\log p(D_e \mid D_r)` (tested).
     """
 
     def __init__(
