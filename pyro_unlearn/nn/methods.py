@@ -77,14 +77,10 @@ def _ascent(
     batch_size,
     target_forget_accuracy,
     seed,
-    optimizer="adam",
 ):
-    """Shared loop: minimise ``loss_fn(net, xb, yb)``, stop once forget accuracy <= target."""
+    """Shared loop: Adam on ``loss_fn(net, xb, yb)``, stop once forget accuracy <= target."""
     net = copy.deepcopy(net)
-    params = list(net.parameters())
-    optim = (
-        torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr)
-    )
+    optim = torch.optim.Adam(net.parameters(), lr=lr)
     g = _generator(seed)
     steps, start = 0, time.perf_counter()
     stopped = accuracy(net, x_forget, y_forget) <= target_forget_accuracy
