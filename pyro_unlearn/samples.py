@@ -18,9 +18,8 @@ import torch
 
 from .api import register_method
 from .handlers import forget
+from .infer.rkl import PARETO_K_THRESHOLD
 from .vectorized import log_likelihood
-
-PARETO_K_THRESHOLD = 0.7
 
 
 @dataclass
