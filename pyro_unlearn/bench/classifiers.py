@@ -1,4 +1,4 @@
-r"""Benchmark: unlearning in a digits MLP (scikit-learn digits, 64-128-128-10).
+r"""Benchmark: unlearning in a digits classifier (MLP 64-128-128-10 or a small CNN).
 
 Scenarios: a whole class (3) forgotten, a random 10% of the training images, and five
 single images. Each
@@ -9,7 +9,8 @@ logistic regression on the loss: compare with retrain's value), the Jensen-Shann
 divergence to the retrained network on the forget set, wall time and speed-up vs
 retraining (measured in the same run).
 
-Run: ``python -m pyro_unlearn.bench.classifiers`` (``--quick``: one seed).
+Run: ``python -m pyro_unlearn.bench.classifiers`` (``--quick``: one seed;
+``--architecture cnn`` for the CNN).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 from .. import nn as unn
 from ..datasets import digits
 
-EPOCHS = 30
+ARCHITECTURES = {"mlp": (unn.mlp, 30), "cnn": (unn.small_cnn, 15)}  # network, training epochs
 
 
 def _evaluate(net, data, forget, retrained) -> dict:
@@ -38,11 +39,12 @@ def _evaluate(net, data, forget, retrained) -> dict:
     }
 
 
-def run_seed(seed: int, scenario: str) -> dict[str, dict]:
+def run_seed(seed: int, scenario: str, architecture: str = "mlp") -> dict[str, dict]:
     torch.set_num_threads(1)
+    make_net, epochs = ARCHITECTURES[architecture]
     data = digits(seed=seed)
     x, y = data["x_train"], data["y_train"]
-    net = unn.train(unn.mlp(), x, y, epochs=EPOCHS, seed=seed)
+    net = unn.train(make_net(), x, y, epochs=epochs, seed=seed)
     if scenario == "class":
         forget = y == 3
         target = 0.0  # a retrained model never predicts the forgotten class
@@ -59,7 +61,7 @@ def run_seed(seed: int, scenario: str) -> dict[str, dict]:
     xf, yf, xr, yr = x[forget], y[forget], x[~forget], y[~forget]
 
     start = time.perf_counter()
-    retrained = unn.retrain(unn.mlp, xr, yr, epochs=EPOCHS, seed=seed + 100)
+    retrained = unn.retrain(make_net, xr, yr, epochs=epochs, seed=seed + 100)
     retrain_seconds = time.perf_counter() - start
     methods = {
         "original": lambda: (net, {}),
@@ -88,19 +90,21 @@ def run_seed(seed: int, scenario: str) -> dict[str, dict]:
     return rows
 
 
-def run(seeds=(0, 1, 2), scenarios=("class", "random", "instances")) -> dict:
+def run(
+    seeds=(0, 1, 2), scenarios=("class", "random", "instances"), architecture: str = "mlp"
+) -> dict:
     dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)  # the networks and the digits tensors
     try:
-        return _run(seeds, scenarios)
+        return _run(seeds, scenarios, architecture)
     finally:
         torch.set_default_dtype(dtype)
 
 
-def _run(seeds, scenarios) -> dict:
+def _run(seeds, scenarios, architecture) -> dict:
     results = {}
     for scenario in scenarios:
-        per_seed = [run_seed(seed, scenario) for seed in seeds]
+        per_seed = [run_seed(seed, scenario, architecture) for seed in seeds]
         summary = {}
         for method in per_seed[0]:
             summary[method] = {
@@ -110,7 +114,7 @@ def _run(seeds, scenarios) -> dict:
                 )
                 for metric in per_seed[0][method]
             }
-        results[scenario] = {"seeds": list(seeds), "summary": summary}
+        results[scenario] = {"seeds": list(seeds), "architecture": architecture, "summary": summary}
     return results
 
 
@@ -124,7 +128,7 @@ def markdown(results: dict) -> str:
             "instances": "5 single images forgotten",
         }[scenario]
         lines += [
-            f"*digits MLP, {title}, seeds {block['seeds']} (mean ± sd)*",
+            f"*digits {block.get('architecture', 'mlp').upper()}, {title}, seeds {block['seeds']} (mean ± sd)*",
             "",
             "| method | " + " | ".join(metrics) + " |",
             "|---|" + "---:|" * len(metrics),
@@ -140,9 +144,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="mlp")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
-    results = run(seeds=args.seeds[:1] if args.quick else args.seeds)
+    results = run(
+        seeds=args.seeds[:1] if args.quick else args.seeds, architecture=args.architecture
+    )
     print(markdown(results))
     if args.json:
         with open(args.json, "w") as handle:
