@@ -69,6 +69,13 @@ def _forget_options(mask, plate, sites) -> dict:
     return {"mask": mask, "plate": plate, "sites": sites}
 
 
+def _laplace_step(model, guide, forget_args, model_kwargs, options) -> LaplaceGuide:
+    """One-step Laplace unlearning with a GGN downdate (PD-repaired): a start and a yardstick."""
+    return laplace_unlearn(
+        model, guide, *forget_args, hessian="ggn", psd="clip", model_kwargs=model_kwargs, **options
+    )
+
+
 @register_method("eubo")
 def eubo_unlearn(
     model,
@@ -139,6 +146,8 @@ def eubo_unlearn(
         raise ValueError(
             f"on_divergence must be 'raise', 'warn' or 'ignore', got {on_divergence!r}"
         )
+    if init not in ("full", "laplace"):
+        raise ValueError(f"init must be 'full' or 'laplace', got {init!r}")
     diagnostics = {
         "lam": lam,
         "init": init,
@@ -146,26 +155,15 @@ def eubo_unlearn(
         **divided_target_check(model, guide, forget_args, model_kwargs, **options),
     }
     pyro.set_rng_seed(seed)
-    if init not in ("full", "laplace"):
-        raise ValueError(f"init must be 'full' or 'laplace', got {init!r}")
-    laplace_step = (
-        laplace_unlearn(
-            model,
-            guide,
-            *forget_args,
-            hessian="ggn",
-            psd="clip",
-            model_kwargs=model_kwargs,
-            **options,
-        )
-        if (init == "laplace" or optimizer == "adam")
-        else None
-    )
-    start = laplace_step if init == "laplace" else guide
-    if lam >= 1:  # the forget term is off everywhere: q(theta|D) is the optimum
-        copy = trainable_copy(start, model, *forget_args, family=family, **model_kwargs)
+    if lam >= 1:  # the forget term is off everywhere: q(theta|D) itself is the optimum
+        copy = trainable_copy(guide, model, *forget_args, family=family, **model_kwargs)
         diagnostics.update(losses=[], num_steps=0, stopped_early=False)
         return freeze(copy), diagnostics
+    needs_laplace = init == "laplace" or optimizer == "adam"  # a start, or the guard's yardstick
+    laplace_step = (
+        _laplace_step(model, guide, forget_args, model_kwargs, options) if needs_laplace else None
+    )
+    start = laplace_step if init == "laplace" else guide
     if optimizer == "natural":
         if family not in ("multivariate", "diagonal"):
             raise ValueError(f"optimizer='natural' needs a Gaussian family, got {family!r}")
@@ -447,27 +445,19 @@ def rkl_unlearn(
         raise ValueError(
             f"rkl's closed form needs a Gaussian family ('multivariate' or 'diagonal'), got {family!r}"
         )
+    if proposal not in ("full", "laplace"):
+        raise ValueError(f"proposal must be 'full' or 'laplace', got {proposal!r}")
     diagnostics = {
         "lam": lam,
         "proposal": proposal,
         **divided_target_check(model, guide, forget_args, model_kwargs, **options),
     }
     full = flat_gaussian(guide)
+    proposal_gaussian = None
     if proposal == "laplace":
-        start = laplace_unlearn(
-            model,
-            guide,
-            *forget_args,
-            hessian="ggn",
-            psd="clip",
-            model_kwargs=model_kwargs,
-            **options,
+        proposal_gaussian = flat_gaussian(
+            _laplace_step(model, guide, forget_args, model_kwargs, options)
         )
-        proposal_gaussian = flat_gaussian(start)
-    elif proposal == "full":
-        proposal_gaussian = None
-    else:
-        raise ValueError(f"proposal must be 'full' or 'laplace', got {proposal!r}")
     samples = importance_samples(
         model,
         full,
