@@ -112,6 +112,17 @@ def test_lambda_one_returns_the_full_posterior_unchanged(problem):
     assert torch.allclose(
         pu.flat_gaussian(result.guide).covariance(), torch.linalg.inv(q_full.precision), rtol=1e-10
     )
+    started_elsewhere = pu.unlearn(
+        blr.model,
+        q_full,
+        X[:N_FORGET],
+        y[:N_FORGET],
+        method="eubo",
+        lam=1.0,
+        init="laplace",
+        progress_bar=False,
+    )
+    assert torch.allclose(pu.flat_gaussian(started_elsewhere.guide).loc, q_full.loc, rtol=1e-12)
     rkl = pu.unlearn(
         blr.model, q_full, X[:N_FORGET], y[:N_FORGET], method="rkl", lam=1.0, num_samples=4000
     )
