@@ -58,6 +58,20 @@ def _observed(trace):
     return [s for s in trace.nodes.values() if s["type"] == "sample" and s["is_observed"]]
 
 
+def forget_nll_function(forget_model, layout: list[LatentSite], args: tuple, kwargs: dict):
+    """``z -> sum of the observed sites' scaled log-probabilities`` of ``forget_model``.
+
+    Under ``forget(weight=-1)`` this is :math:`\\ell_e(z) = -\\log p(D_e \\mid \theta(z))`.
+    """
+
+    def forget_nll(z):
+        return sum(
+            s["log_prob_sum"] for s in _observed(trace_at(forget_model, layout, z, args, kwargs))
+        )
+
+    return forget_nll
+
+
 def _full_data_mode_and_precision(model, guide, layout, full_args, full_kwargs):
     """:math:`(z_D, H_D)` from a point-estimate guide, recomputing H_D on the full data."""
     if full_args is None:
@@ -266,11 +280,7 @@ def laplace_unlearn(
         precision_full = torch.diag(precision_full.diagonal())
     forget_model = forget(model, weight=-1.0, mask=mask, plate=plate, sites=sites)
 
-    def forget_nll(z):  # l_e(z) = -log p(D_e | theta(z)), weighted by the forget handler
-        return sum(
-            s["log_prob_sum"]
-            for s in _observed(trace_at(forget_model, layout, z, forget_args, model_kwargs))
-        )
+    forget_nll = forget_nll_function(forget_model, layout, forget_args, model_kwargs)
 
     def curvature(z):
         if hessian == "ggn":

@@ -27,7 +27,7 @@ from .guides import (
 from .handlers import forget
 from .infer.eubo import EUBO, check_lam
 from .infer.rkl import _inside, forget_log_likelihood, importance_samples
-from .laplace import laplace_unlearn, trace_at
+from .laplace import forget_nll_function, laplace_unlearn
 from .references.conjugate import GaussianPosterior
 from .vectorized import model_structure
 
@@ -46,14 +46,7 @@ def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_
     full = flat_gaussian(full_guide)
     forget_model = forget(model, weight=-1.0, **forget_options)
 
-    def forget_nll(z):
-        trace = trace_at(forget_model, layout, z, forget_args, model_kwargs)
-        return sum(
-            s["log_prob_sum"]
-            for s in trace.nodes.values()
-            if s["type"] == "sample" and s["is_observed"]
-        )
-
+    forget_nll = forget_nll_function(forget_model, layout, forget_args, model_kwargs)
     curvature = torch.autograd.functional.hessian(forget_nll, full.loc)
     precision = full.precision_matrix()
     once = float(torch.linalg.eigvalsh(precision - curvature)[0])

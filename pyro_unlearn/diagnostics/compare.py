@@ -33,8 +33,8 @@ from .metrics import energy_distance, gap_closed, moment_matched
 
 
 def _flatten(draws: dict[str, torch.Tensor]) -> torch.Tensor:
-    parts = [v.reshape((-1,) + v.shape[2:]) for v in draws.values()]
-    return torch.cat([p.reshape(len(p), -1) for p in parts], -1)
+    """Flat draws ``{site: (S, *shape)}`` -> one ``(S, D)`` matrix."""
+    return torch.cat([v.reshape(len(v), -1) for v in draws.values()], -1)
 
 
 def _flat_draws(draws):
@@ -139,13 +139,13 @@ def compare_posteriors(
         for name, p in entries.items()
     }
     ref = draws[reference]
-    ref_flat = _flatten({k: v.unsqueeze(0) for k, v in ref.items()})
+    ref_flat = _flatten(ref)
     ref_gauss = moment_matched(ref_flat)
     ref_mean, ref_sd = ref_flat.mean(0), ref_flat.std(0)
     n_total = None
     rows = []
     for name, d in draws.items():
-        flat = _flatten({k: v.unsqueeze(0) for k, v in d.items()})
+        flat = _flatten(d)
         gauss = moment_matched(flat)
         row = {
             "posterior": name,

@@ -82,7 +82,6 @@ def split_by_mask(values: torch.Tensor, mask, plate_dim: int) -> tuple[torch.Ten
 
 
 def _plate_dim(model, args, kwargs, site: str, plate: str) -> int:
-    nesting, _ = model_structure(model, args, kwargs)
     trace = pyro.poutine.trace(model).get_trace(*args, **(kwargs or {}))
     frame = next((f for f in trace.nodes[site]["cond_indep_stack"] if f.name == plate), None)
     if frame is None:

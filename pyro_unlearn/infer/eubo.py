@@ -28,6 +28,15 @@ from ..handlers import AnchorMessenger, forget
 from ..handlers.plate_mask import MaskLike
 
 
+def adjusted_threshold(lam: float) -> float:
+    r"""Squared Mahalanobis radius of :math:`\{q > \lambda \max q\}` for a Gaussian: :math:`-2\log\lambda`.
+
+    ``inf`` for :math:`\lambda \le 0` (the plain likelihood everywhere), 0 for
+    :math:`\lambda \ge 1` (no point inside: nothing is unlearned).
+    """
+    return math.inf if lam <= 0 else -2.0 * math.log(lam) if lam < 1 else 0.0
+
+
 class _AdjustedLikelihood(Messenger):
     """Zero the observed sites' scale where the anchor density is below ``lam * max``.
 
@@ -37,7 +46,7 @@ class _AdjustedLikelihood(Messenger):
     def __init__(self, anchor: AnchorMessenger, lam: float) -> None:
         super().__init__()
         self.anchor = anchor
-        self.threshold = math.inf if lam <= 0 else -2.0 * math.log(lam) if lam < 1 else 0.0
+        self.threshold = adjusted_threshold(lam)
 
     def _pyro_sample(self, msg) -> None:
         if not msg["is_observed"] or self.threshold == math.inf:

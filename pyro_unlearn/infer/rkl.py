@@ -32,6 +32,7 @@ from pyro.infer.autoguide import AutoContinuous, AutoNormal
 from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
 from ..handlers import forget
 from ..vectorized import log_likelihood
+from .eubo import adjusted_threshold
 
 PARETO_K_THRESHOLD = 0.7
 
@@ -144,12 +145,11 @@ def importance_samples(
 
 def _inside(full: FlatGaussian, z: torch.Tensor, lam: float) -> torch.Tensor:
     """Whether :math:`q(z\\mid D) > \\lambda \\max q`: a Mahalanobis ball for a Gaussian."""
-    if lam <= 0:
+    threshold = adjusted_threshold(lam)
+    if threshold == math.inf:
         return torch.ones(len(z), dtype=torch.bool)
-    if lam >= 1:
-        return torch.zeros(len(z), dtype=torch.bool)
     eps = torch.linalg.solve_triangular(full.cholesky(), (z - full.loc).T, upper=False)
-    return eps.pow(2).sum(0) < -2 * math.log(lam)
+    return eps.pow(2).sum(0) < threshold
 
 
 def _log_density(g: FlatGaussian, z: torch.Tensor) -> torch.Tensor:
