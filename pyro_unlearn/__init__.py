@@ -15,6 +15,7 @@ from .diagnostics import (
     to_inference_data,
 )
 from .fit import fit_laplace, fit_svi
+from .flows import CholeskyAffine, fit_flow, flow_guide, flow_posterior, residual_flow
 from .guides import FlatGaussian, GuideNotFittedError, LaplaceGuide, flat_gaussian, trainable_copy
 from .handlers import AnchorMessenger, ForgetMessenger, RetainMessenger, anchor, forget, retain
 from .infer import (
@@ -36,6 +37,7 @@ from .references import (
     retrain,
 )
 from .samples import WeightedSamples, psis_unlearn
+from .smc import smc_unlearn
 from .variational import UnlearningDivergedError, divided_target_check, eubo_unlearn, rkl_unlearn
 
 __version__ = "0.1.0"
@@ -87,4 +89,10 @@ __all__ = [
     "WeightedSamples",
     "nn",
     "psis_unlearn",
+    "smc_unlearn",
+    "CholeskyAffine",
+    "fit_flow",
+    "flow_guide",
+    "flow_posterior",
+    "residual_flow",
 ]

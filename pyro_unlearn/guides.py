@@ -359,7 +359,9 @@ def freeze(guide: AutoGuide) -> AutoGuide:
         for module in list(guide.modules()):
             constrained = list(getattr(module, "_pyro_params", {}))
             plain = [
-                n for n in module._parameters if n.removesuffix("_unconstrained") not in constrained
+                n
+                for n, value in module._parameters.items()
+                if value is not None and n.removesuffix("_unconstrained") not in constrained
             ]
             for name in constrained + plain:
                 value = getattr(module, name).detach().clone()

@@ -10,11 +10,13 @@ import math
 import warnings
 
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 from tqdm.auto import trange
 
 from .api import register_method
+from .flows import flat_posterior, flow_posterior, is_flow, residual_flow
 from .guides import (
     FlatGaussian,
     LaplaceGuide,
@@ -25,8 +27,8 @@ from .guides import (
     trainable_copy,
 )
 from .handlers import forget
-from .infer.eubo import EUBO, check_lam
-from .infer.rkl import _inside, forget_log_likelihood, importance_samples
+from .infer.eubo import EUBO, check_lam, inside_adjusted
+from .infer.rkl import forget_log_likelihood, importance_samples, log_ratio
 from .laplace import forget_nll_function, laplace_unlearn
 from .references.conjugate import GaussianPosterior
 from .vectorized import model_structure
@@ -43,7 +45,7 @@ def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_
     how the mean-field pitfall shows up.
     """
     layout = latent_layout(full_guide)
-    full = flat_gaussian(full_guide)
+    full = flat_gaussian(gaussian_view(model, full_guide))
     forget_model = forget(model, weight=-1.0, **forget_options)
 
     forget_nll = forget_nll_function(forget_model, layout, forget_args, model_kwargs)
@@ -56,6 +58,27 @@ def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_
         "target_min_eigenvalue": once,
         "weights_finite_variance": twice > 0,
     }
+
+
+def gaussian_view(model, guide, num_samples: int = 4000, seed: int = 0):
+    """The guide itself if Gaussian; for a flow, its moment-matched Gaussian (a LaplaceGuide).
+
+    Used where a Gaussian yardstick is enough: the divided-out-target check and the
+    one-step Laplace solution that the divergence guard compares with.
+    """
+    if not is_flow(guide):
+        return guide
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        z = flow_posterior(guide).sample((num_samples,))
+    precision = torch.linalg.inv(torch.cov(z.T))
+    return LaplaceGuide.from_precision(model, z.mean(0), precision, like=guide)
+
+
+def _copy_of_family(start, model, forget_args, model_kwargs, family: str):
+    if family == "flow":
+        return residual_flow(start, model, *forget_args, **model_kwargs)
+    return trainable_copy(start, model, *forget_args, family=family, **model_kwargs)
 
 
 def _forget_options(mask, plate, sites) -> dict:
@@ -119,8 +142,11 @@ def eubo_unlearn(
     ----------
     lam : float
         :math:`\lambda` of the adjusted likelihood; ``lam >= 1`` returns :math:`q(\theta\mid D)`.
-    family : {"multivariate", "diagonal", "lowrank", "delta"}, optional
-        Family of :math:`q_u`; default: that of ``guide``. ``"delta"`` is a MAP point method.
+    family : {"multivariate", "diagonal", "lowrank", "delta", "flow"}, optional
+        Family of :math:`q_u`; default: that of ``guide`` (``"flow"`` for a flow guide).
+        ``"delta"`` is a MAP point method. ``"flow"`` is :func:`~pyro_unlearn.flows.residual_flow`:
+        the old posterior's map (flow or Gaussian) composed with a new identity-initialised
+        flow, trained with Adam.
     init : {"full", "laplace"}
         Start at :math:`q(\theta\mid D)` or at the one-step Laplace solution (GGN downdate).
     on_divergence : {"raise", "warn", "ignore"}
@@ -131,7 +157,7 @@ def eubo_unlearn(
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = _forget_options(mask, plate, sites)
-    family = family or family_of(guide)
+    family = family or ("flow" if is_flow(guide) else family_of(guide))
     optimizer = optimizer or ("natural" if family in ("multivariate", "diagonal") else "adam")
     if optimizer not in ("natural", "adam"):
         raise ValueError(f"optimizer must be 'natural' or 'adam', got {optimizer!r}")
@@ -149,12 +175,13 @@ def eubo_unlearn(
     }
     pyro.set_rng_seed(seed)
     if lam >= 1:  # the forget term is off everywhere: q(theta|D) itself is the optimum
-        copy = trainable_copy(guide, model, *forget_args, family=family, **model_kwargs)
+        copy = _copy_of_family(guide, model, forget_args, model_kwargs, family)
         diagnostics.update(losses=[], num_steps=0, stopped_early=False)
         return freeze(copy), diagnostics
     needs_laplace = init == "laplace" or optimizer == "adam"  # a start, or the guard's yardstick
+    view = gaussian_view(model, guide)
     laplace_step = (
-        _laplace_step(model, guide, forget_args, model_kwargs, options) if needs_laplace else None
+        _laplace_step(model, view, forget_args, model_kwargs, options) if needs_laplace else None
     )
     start = laplace_step if init == "laplace" else guide
     if optimizer == "natural":
@@ -179,7 +206,7 @@ def eubo_unlearn(
             diagnostics,
         )
         return result, diagnostics
-    guide_u = trainable_copy(start, model, *forget_args, family=family, **model_kwargs)
+    guide_u = _copy_of_family(start, model, forget_args, model_kwargs, family)
     _adam_eubo(
         model,
         guide,
@@ -196,7 +223,7 @@ def eubo_unlearn(
         progress_bar,
         diagnostics,
     )
-    _check_divergence(guide, guide_u, laplace_step, on_divergence, diagnostics)
+    _check_divergence(guide, view, guide_u, laplace_step, on_divergence, diagnostics)
     return freeze(guide_u), diagnostics
 
 
@@ -216,8 +243,18 @@ class UnlearningDivergedError(RuntimeError):
     """The unlearned posterior ran far from where the forget set could have moved it."""
 
 
-def _drift(guide_u, full: FlatGaussian) -> float:
-    r""":math:`\mathrm{KL}(q_u \| q(\theta\mid D))` (half the squared Mahalanobis distance for a point)."""
+def _drift(guide_u, full_guide, num_samples: int = 4000) -> float:
+    r""":math:`\mathrm{KL}(q_u \| q(\theta\mid D))`: closed form for Gaussians, Monte Carlo for flows.
+
+    For a point estimate (AutoDelta) it is half the squared Mahalanobis distance.
+    """
+    if is_flow(guide_u) or is_flow(full_guide):
+        q_u, q_full = flat_posterior(guide_u), flat_posterior(full_guide)
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(0)
+            z = q_u.sample((num_samples,))
+            return float((q_u.log_prob(z) - q_full.log_prob(z)).mean())
+    full = flat_gaussian(full_guide)
     try:
         g = flat_gaussian(guide_u)
     except TypeError:  # a point estimate: AutoDelta
@@ -233,10 +270,9 @@ def _as_posterior(g: FlatGaussian) -> GaussianPosterior:
     return GaussianPosterior(g.loc.detach(), g.precision_matrix().detach())
 
 
-def _check_divergence(guide, guide_u, laplace_step, on_divergence, diagnostics) -> None:
-    full = flat_gaussian(guide)
-    drift = _drift(guide_u, full)
-    expected = _drift(laplace_step, full)
+def _check_divergence(guide, view, guide_u, laplace_step, on_divergence, diagnostics) -> None:
+    drift = _drift(guide_u, guide)
+    expected = _drift(laplace_step, view)  # a flow is compared through its Gaussian view
     diagnostics.update(drift=drift, laplace_drift=expected)
     if drift <= DRIFT_FACTOR * expected + 1.0 or on_divergence == "ignore":
         return
@@ -267,7 +303,8 @@ def _expected_forget_derivatives(
         eps = torch.randn(max(num_samples // 2, 1), d, generator=generator, dtype=loc.dtype)
         z = (loc + torch.cat([eps, -eps]) @ chol.T).detach().requires_grad_()
     log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **options)
-    inside = _inside(full, z.detach(), lam).to(log_lik.dtype)
+    ratio = log_ratio(full, z.detach()) if lam > 0 else 0.0
+    inside = inside_adjusted(ratio, lam).to(log_lik.dtype)
     (grads,) = torch.autograd.grad(-(inside * log_lik).sum(), z, create_graph=True)
     rows = [
         torch.autograd.grad(grads[:, j].sum(), z, retain_graph=True)[0].mean(0) for j in range(d)
@@ -412,16 +449,21 @@ def rkl_unlearn(
     num_samples: int = 20000,
     proposal: str = "full",
     on_degenerate: str = "raise",
+    num_steps: int = 1000,
+    lr: float = 0.01,
     seed: int = 0,
 ):
-    r"""Closed-form reverse-KL unlearning: the importance-weighted Gaussian.
+    r"""Reverse-KL unlearning: the importance-weighted Gaussian, or a weighted flow fit.
 
     Parameters
     ----------
     lam : float
         :math:`\lambda` of the adjusted likelihood.
-    family : {"multivariate", "diagonal"}, optional
-        Gaussian family of :math:`q_u` (weighted covariance, or its diagonal).
+    family : {"multivariate", "diagonal", "flow"}, optional
+        Family of :math:`q_u`: the weighted mean and covariance (or its diagonal), closed
+        form; or ``"flow"`` (default for a flow guide), a
+        :func:`~pyro_unlearn.flows.residual_flow` started at :math:`q(\theta\mid D)` that
+        maximises :math:`\sum_s \bar w_s \log q_u(z_s)` by Adam (``num_steps``, ``lr``).
     num_samples : int
         Importance draws.
     proposal : {"full", "laplace"}
@@ -433,10 +475,10 @@ def rkl_unlearn(
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = _forget_options(mask, plate, sites)
-    family = family or family_of(guide)
-    if family not in ("multivariate", "diagonal"):
+    family = family or ("flow" if is_flow(guide) else family_of(guide))
+    if family not in ("multivariate", "diagonal", "flow"):
         raise ValueError(
-            f"rkl's closed form needs a Gaussian family ('multivariate' or 'diagonal'), got {family!r}"
+            f"rkl needs family 'multivariate', 'diagonal' (closed form) or 'flow', got {family!r}"
         )
     if proposal not in ("full", "laplace"):
         raise ValueError(f"proposal must be 'full' or 'laplace', got {proposal!r}")
@@ -445,11 +487,12 @@ def rkl_unlearn(
         "proposal": proposal,
         **divided_target_check(model, guide, forget_args, model_kwargs, **options),
     }
-    full = flat_gaussian(guide)
+    full = flow_posterior(guide) if is_flow(guide) else flat_gaussian(guide)
     proposal_gaussian = None
     if proposal == "laplace":
+        view = gaussian_view(model, guide)
         proposal_gaussian = flat_gaussian(
-            _laplace_step(model, guide, forget_args, model_kwargs, options)
+            _laplace_step(model, view, forget_args, model_kwargs, options)
         )
     samples = importance_samples(
         model,
@@ -464,9 +507,52 @@ def rkl_unlearn(
         seed=seed,
         **options,
     )
-    fitted = samples.weighted_gaussian(diagonal=family == "diagonal")
     diagnostics.update(
         ess=samples.ess, ess_raw=samples.ess_raw, pareto_k=samples.pareto_k, num_samples=num_samples
     )
+    if family == "flow":
+        guide_u = residual_flow(guide, model, *forget_args, **model_kwargs)
+        diagnostics["losses"] = _weighted_flow_fit(guide_u, samples, num_steps, lr, seed)
+        return freeze(guide_u), diagnostics
+    fitted = samples.weighted_gaussian(diagonal=family == "diagonal")
     result = LaplaceGuide.from_precision(model, fitted.loc, fitted.precision_matrix(), like=guide)
     return result, diagnostics
+
+
+def _weighted_flow_fit(
+    guide_u, samples, num_steps: int, lr: float, seed: int, batch_size: int = 2048
+) -> list[float]:
+    r"""Maximise :math:`\sum_s \bar w_s \log q_u(z_s)` over the flow's parameters by Adam.
+
+    Each step uses ``batch_size`` draws resampled with probabilities :math:`\bar w`: an
+    unbiased estimate of the weighted objective that stays cheap for 20000 draws.
+
+    :math:`q_u = (T_D\circ R)_\#\mathcal N(0,I)` with :math:`T_D` frozen, so
+    :math:`\log q_u(z) = \log r(T_D^{-1}z) + \text{const}` with :math:`r = R_\#\mathcal N(0, I)`:
+    the draws are pulled back through :math:`T_D` once, not at every step.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    weights = samples.log_weights.exp()
+    parts = list(guide_u.get_posterior().transforms[0])
+    trainable = [t for t in parts if any(p.requires_grad for p in t.parameters())]
+    u = samples.z
+    with torch.no_grad():
+        for transform in reversed(parts[len(trainable) :]):
+            u = transform.inv(u)
+    losses = []
+    with pyro.settings.context(module_local_params=True):
+        params = [p for t in trainable for p in t.parameters()]
+        optim = torch.optim.Adam(params, lr=lr)
+        decay = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=0.01 ** (1 / max(num_steps, 1)))
+        base = guide_u.get_base_dist()
+        for _ in range(num_steps):
+            optim.zero_grad()
+            # u[index] is a fresh tensor each step: no transform returns a stale cached inverse
+            index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+            r = dist.TransformedDistribution(base, trainable)
+            loss = -r.log_prob(u[index]).mean()
+            loss.backward()
+            optim.step()
+            decay.step()
+            losses.append(loss.item())
+    return losses

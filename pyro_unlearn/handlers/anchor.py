@@ -6,11 +6,13 @@ from collections.abc import Callable, Mapping
 
 import pyro.distributions as dist
 import torch
+from pyro.distributions import constraints
 from pyro.distributions.transforms import ComposeTransform
 from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions.transforms import ReshapeTransform
 
+from ..flows import flow_posterior, is_flow, log_density_max
 from ..guides import LatentSite, flat_gaussian, latent_layout
 
 
@@ -36,6 +38,9 @@ class AnchorMessenger(Messenger):
       Gaussian is factorised by the chain rule along its Cholesky factor
       :math:`L`: with :math:`z = \mu + L\varepsilon`, site :math:`k` given the earlier sites is
       :math:`\mathcal N(\mu_k + L_{k,<k}\varepsilon_{<k},\, L_{kk}L_{kk}^\top)`, which is exact.
+    * Flow guides (``AutoIAFNormal``, ``AutoBNAFNormal``, ``AutoNormalizingFlow``): the
+      sites are read jointly: every latent site but the last contributes only its
+      Jacobian, and the last one carries :math:`\log q(z\mid D)` of the whole flat vector.
     * A ``dict`` of site name to distribution (in the constrained space) is used as given.
 
     Example: the anchored model's log joint is the old posterior's log density.
@@ -55,9 +60,17 @@ class AnchorMessenger(Messenger):
 
     Parameters
     ----------
-    guide : fitted Gaussian autoguide, LaplaceGuide, or dict of site distributions
+    guide : fitted Gaussian or flow autoguide, LaplaceGuide, or dict of site distributions
         The old posterior :math:`q(\theta\mid D)`. It is read once, detached, so
         unlearning never moves it.
+
+    Attributes
+    ----------
+    log_ratio : tensor
+        :math:`\log q(z\mid D) - \max\log q` of the latent values of the current run
+        (detached, with any particle dims), read by the adjusted likelihood of
+        :class:`~pyro_unlearn.EUBO`. For a Gaussian it is :math:`-\tfrac12` the squared
+        Mahalanobis distance; for a flow it needs :attr:`log_max`, found numerically.
     """
 
     def __init__(self, guide) -> None:
@@ -67,9 +80,11 @@ class AnchorMessenger(Messenger):
             self._site_dists = dict(guide)
             return
         self.layout = {site.name: site for site in latent_layout(guide)}
-        self.gaussian = flat_gaussian(guide)
-        if not self.gaussian.is_diagonal:
-            self._chol = self.gaussian.cholesky()
+        self.joint = flow_posterior(guide) if is_flow(guide) else None
+        self.gaussian = None if self.joint is not None else flat_gaussian(guide)
+        self._log_max: float | None = None
+        if self.joint is not None or not self.gaussian.is_diagonal:
+            self._chol = self.gaussian.cholesky() if self.joint is None else None
             for site in self.layout.values():
                 if site.plates:
                     raise NotImplementedError(
@@ -80,13 +95,28 @@ class AnchorMessenger(Messenger):
         self._eps: list[torch.Tensor] = []
         self._pending: dict[str, torch.Tensor] = {}
         self._next_offset = 0
-        #: squared Mahalanobis distance of the latent values seen so far in this run,
-        #: :math:`\|L^{-1}(z - \mu)\|^2`, with any particle dims (read by ``adjust``)
-        self.mahalanobis_sq: torch.Tensor | float = 0.0
+        self._pieces: list[torch.Tensor] = []
+        self._draw: torch.Tensor | None = None
+        self._log_ratio: torch.Tensor | float = 0.0
+
+    @property
+    def log_ratio(self) -> torch.Tensor | float:
+        if self.joint is None:
+            return self._log_ratio
+        with torch.no_grad():  # computed on demand: the flow's maximum is costly
+            return self.joint.log_prob(self._joint_value()) - self.log_max
+
+    @property
+    def log_max(self) -> float:
+        r""":math:`\max_z \log q(z\mid D)` of a flow anchor, found numerically once."""
+        if self._log_max is None:
+            self._log_max = log_density_max(self.joint)
+        return self._log_max
 
     def __enter__(self):
         self._eps, self._pending, self._next_offset = [], {}, 0
-        self.mahalanobis_sq = 0.0
+        self._pieces, self._draw = [], None
+        self._log_ratio = 0.0
         return super().__enter__()
 
     @staticmethod
@@ -116,16 +146,20 @@ class AnchorMessenger(Messenger):
 
     def _site_distribution(self, site: LatentSite) -> dist.Distribution:
         g = self.gaussian
+        if g is None:
+            self._check_order(site)
+            self._next_offset += site.size
+            last = site.offset + site.size == self.joint.event_shape[0]
+            reshape = ReshapeTransform((site.size,), site.unconstrained_shape)
+            return dist.TransformedDistribution(
+                _JointPiece(self, site, last), ComposeTransform([reshape, site.transform])
+            )
         if g.is_diagonal:
             loc = g.loc[site.slice].reshape(site.unconstrained_shape)
             scale = g.scale[site.slice].reshape(site.unconstrained_shape)
             base = dist.Normal(loc, scale).to_event(site.event_dim)
             return dist.TransformedDistribution(base, site.transform)
-        if site.offset != self._next_offset:
-            raise RuntimeError(
-                f"anchor: site {site.name!r} came out of the guide's order; a correlated "
-                "anchor needs the model to sample its latent sites in a fixed order"
-            )
+        self._check_order(site)
         loc = g.loc[site.slice]
         if self._eps:
             batch = torch.broadcast_shapes(*(e.shape[:-1] for e in self._eps))
@@ -136,22 +170,62 @@ class AnchorMessenger(Messenger):
         reshape = ReshapeTransform((site.size,), site.unconstrained_shape)
         return dist.TransformedDistribution(base, ComposeTransform([reshape, site.transform]))
 
+    def _check_order(self, site: LatentSite) -> None:
+        if site.offset != self._next_offset:
+            raise RuntimeError(
+                f"anchor: site {site.name!r} came out of the guide's order; a correlated "
+                "anchor needs the model to sample its latent sites in a fixed order"
+            )
+
     def _pyro_post_sample(self, msg) -> None:
         if self._site_dists is not None or not self._is_latent(msg):
             return
         site = self.layout[msg["name"]]
         z = site.unconstrain(msg["value"])
+        if self.gaussian is None:
+            self._pieces.append(z)
+            return
         if self.gaussian.is_diagonal:
             eps = (z.detach() - self.gaussian.loc[site.slice]) / self.gaussian.scale[site.slice]
-            self.mahalanobis_sq = self.mahalanobis_sq + eps.pow(2).sum(-1)
+            self._log_ratio = self._log_ratio - 0.5 * eps.pow(2).sum(-1)
             return
         loc = self._pending.pop(msg["name"])
         chol = self._chol[site.slice, site.slice]
         z, loc = torch.broadcast_tensors(z, loc)
         eps = torch.linalg.solve_triangular(chol, (z - loc).unsqueeze(-1), upper=False)
         self._eps.append(eps.squeeze(-1))
-        self.mahalanobis_sq = self.mahalanobis_sq + self._eps[-1].detach().pow(2).sum(-1)
+        self._log_ratio = self._log_ratio - 0.5 * self._eps[-1].detach().pow(2).sum(-1)
         self._next_offset += site.size
+
+    def _joint_value(self) -> torch.Tensor:
+        batch = torch.broadcast_shapes(*(p.shape[:-1] for p in self._pieces))
+        return torch.cat([p.expand(batch + p.shape[-1:]) for p in self._pieces], dim=-1)
+
+
+class _JointPiece(dist.TorchDistribution):
+    """One site's slice of a joint flat density: 0 log density, except the last slice.
+
+    The last slice's log density is that of the whole flat vector, assembled from the
+    values the anchor recorded for the earlier sites in this run.
+    """
+
+    arg_constraints: dict = {}
+    support = constraints.real_vector
+
+    def __init__(self, anchor: AnchorMessenger, site: LatentSite, last: bool) -> None:
+        self.anchor, self.site, self.last = anchor, site, last
+        super().__init__(torch.Size(), torch.Size([site.size]), validate_args=False)
+
+    def sample(self, sample_shape=()):
+        if self.anchor._draw is None or self.site.offset == 0:
+            with torch.no_grad():
+                self.anchor._draw = self.anchor.joint.sample(torch.Size(sample_shape))
+        return self.anchor._draw[..., self.site.slice]
+
+    def log_prob(self, value):
+        if not self.last:
+            return value.new_zeros(value.shape[:-1])
+        return self.anchor.joint.log_prob(self.anchor._joint_value())
 
 
 def anchor(fn: Callable | None = None, *, guide):

@@ -13,6 +13,8 @@ It is the negative ELBO of ``anchor(forget(model))`` on :math:`D_e`, so Pyro's S
 work. For a Gaussian :math:`q(\theta\mid D) = \mathcal N(\mu, LL^\top)` (in the unconstrained
 space) the maximum is at :math:`\mu` and the condition reads
 :math:`\|L^{-1}(z - \mu)\|^2 < -2\log\lambda`: an ellipsoid, no optimisation needed.
+For a flow :math:`q(\theta\mid D)` the maximum is found numerically, with restarts, as
+VBU did.
 """
 
 from __future__ import annotations
@@ -28,13 +30,17 @@ from ..handlers import AnchorMessenger, forget
 from ..handlers.plate_mask import MaskLike
 
 
-def adjusted_threshold(lam: float) -> float:
-    r"""Squared Mahalanobis radius of :math:`\{q > \lambda \max q\}` for a Gaussian: :math:`-2\log\lambda`.
+def inside_adjusted(log_ratio: torch.Tensor | float, lam: float) -> torch.Tensor:
+    r"""Where the adjusted likelihood keeps :math:`p(D_e\mid\theta)`: :math:`q(\theta\mid D) > \lambda\max q`.
 
-    ``inf`` for :math:`\lambda \le 0` (the plain likelihood everywhere), 0 for
-    :math:`\lambda \ge 1` (no point inside: nothing is unlearned).
+    ``log_ratio`` is :math:`\log q(z\mid D) - \max\log q`. Everywhere for
+    :math:`\lambda \le 0` (the plain likelihood), nowhere for :math:`\lambda \ge 1`
+    (nothing is unlearned).
     """
-    return math.inf if lam <= 0 else -2.0 * math.log(lam) if lam < 1 else 0.0
+    log_ratio = torch.as_tensor(log_ratio)
+    if lam <= 0:
+        return torch.ones_like(log_ratio, dtype=torch.bool)
+    return log_ratio > math.log(lam)
 
 
 class _AdjustedLikelihood(Messenger):
@@ -46,12 +52,12 @@ class _AdjustedLikelihood(Messenger):
     def __init__(self, anchor: AnchorMessenger, lam: float) -> None:
         super().__init__()
         self.anchor = anchor
-        self.threshold = adjusted_threshold(lam)
+        self.lam = lam
 
     def _pyro_sample(self, msg) -> None:
-        if not msg["is_observed"] or self.threshold == math.inf:
+        if not msg["is_observed"] or self.lam <= 0:
             return
-        inside = torch.as_tensor(self.anchor.mahalanobis_sq < self.threshold)
+        inside = inside_adjusted(self.anchor.log_ratio, self.lam)
         msg["scale"] = inside.to(torch.get_default_dtype()) * msg["scale"]
 
 
@@ -77,8 +83,8 @@ def unlearning_model(
     """
     lam = check_lam(lam)
     anchor_msngr = AnchorMessenger(full_guide)
-    if lam > 0 and not hasattr(anchor_msngr, "gaussian"):
-        raise ValueError("lam > 0 needs a Gaussian full_guide (the max of q(theta|D) is analytic)")
+    if lam > 0 and not hasattr(anchor_msngr, "layout"):
+        raise ValueError("lam > 0 needs an autoguide as full_guide (its density's maximum)")
     adjust = _AdjustedLikelihood(anchor_msngr, lam)
     forget_msngr = forget(mask=mask, plate=plate, sites=sites)
 

@@ -24,15 +24,17 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyro
+import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import ELBO
 from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
+from ..flows import log_density_max
 from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
 from ..handlers import forget
 from ..vectorized import log_likelihood
-from .eubo import adjusted_threshold
+from .eubo import inside_adjusted
 
 PARETO_K_THRESHOLD = 0.7
 
@@ -85,14 +87,14 @@ class ImportanceSamples:
 
 def importance_samples(
     model,
-    full: FlatGaussian,
+    full: FlatGaussian | dist.Distribution,
     layout: list[LatentSite],
     forget_args: tuple,
     model_kwargs: dict | None = None,
     *,
     lam: float = 0.0,
     num_samples: int = 20000,
-    proposal: FlatGaussian | None = None,
+    proposal: FlatGaussian | dist.Distribution | None = None,
     on_degenerate: str = "raise",
     seed: int = 0,
     smooth: bool = True,
@@ -100,6 +102,8 @@ def importance_samples(
 ) -> ImportanceSamples:
     r"""Draw from ``proposal`` (default ``full``) and weight towards :math:`q(\theta\mid D)/p_{\mathrm{adj}}`.
 
+    ``full`` (and ``proposal``) are Gaussians over the flat unconstrained vector or any
+    distribution over it, e.g. a flow's :func:`~pyro_unlearn.flows.flow_posterior`.
     ``on_degenerate`` is ``"raise"`` (:class:`DegenerateWeightsError`), ``"warn"`` or
     ``"ignore"`` when the Pareto :math:`\hat k` exceeds 0.7. With ``smooth`` the weights
     are Pareto-smoothed (PSIS) before use.
@@ -109,15 +113,12 @@ def importance_samples(
             f"on_degenerate must be 'raise', 'warn' or 'ignore', got {on_degenerate!r}"
         )
     proposal = proposal or full
-    generator = torch.Generator(device=full.loc.device).manual_seed(seed)
-    d = len(full.loc)
-    eps = torch.randn(num_samples, d, generator=generator, dtype=full.loc.dtype)
-    z = proposal.loc + eps @ proposal.cholesky().T
+    z = _draw(proposal, num_samples, seed)
     log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **forget_options)
-    inside = _inside(full, z, lam)
+    inside = inside_adjusted(log_ratio(full, z) if lam > 0 else 0.0, lam)
     log_w = -torch.where(inside, log_lik, torch.zeros_like(log_lik))
     if proposal is not full:
-        log_w = log_w + _log_density(full, z) - _log_density(proposal, z)
+        log_w = log_w + _as_distribution(full).log_prob(z) - _as_distribution(proposal).log_prob(z)
     raw = log_w - log_w.logsumexp(0)
     ess_raw = float(1.0 / raw.exp().pow(2).sum())
     if float(log_w.max() - log_w.min()) < 1e-8:  # proposal = target: nothing to smooth
@@ -143,17 +144,30 @@ def importance_samples(
     return ImportanceSamples(z, log_weights, pareto_k, ess, ess_raw)
 
 
-def _inside(full: FlatGaussian, z: torch.Tensor, lam: float) -> torch.Tensor:
-    """Whether :math:`q(z\\mid D) > \\lambda \\max q`: a Mahalanobis ball for a Gaussian."""
-    threshold = adjusted_threshold(lam)
-    if threshold == math.inf:
-        return torch.ones(len(z), dtype=torch.bool)
-    eps = torch.linalg.solve_triangular(full.cholesky(), (z - full.loc).T, upper=False)
-    return eps.pow(2).sum(0) < threshold
+def _draw(proposal, num_samples: int, seed: int) -> torch.Tensor:
+    if isinstance(proposal, FlatGaussian):  # a seeded generator: no global RNG state touched
+        generator = torch.Generator(device=proposal.loc.device).manual_seed(seed)
+        eps = torch.randn(
+            num_samples, len(proposal.loc), generator=generator, dtype=proposal.loc.dtype
+        )
+        return proposal.loc + eps @ proposal.cholesky().T
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        return proposal.sample((num_samples,))
 
 
-def _log_density(g: FlatGaussian, z: torch.Tensor) -> torch.Tensor:
-    return pyro.distributions.MultivariateNormal(g.loc, scale_tril=g.cholesky()).log_prob(z)
+def _as_distribution(g) -> dist.Distribution:
+    if isinstance(g, FlatGaussian):
+        return dist.MultivariateNormal(g.loc, scale_tril=g.cholesky())
+    return g
+
+
+def log_ratio(full, z: torch.Tensor) -> torch.Tensor:
+    r""":math:`\log q(z\mid D) - \max \log q` for rows of ``z``: exact for a Gaussian, numerical max for a flow."""
+    if isinstance(full, FlatGaussian):
+        eps = torch.linalg.solve_triangular(full.cholesky(), (z - full.loc).T, upper=False)
+        return -0.5 * eps.pow(2).sum(0)
+    return full.log_prob(z) - log_density_max(full)
 
 
 def guide_log_density(guide, layout: list[LatentSite], z: torch.Tensor, args=(), kwargs=None):

@@ -1,0 +1,301 @@
+r"""Normalizing-flow posteriors: snapshot one, fit one, and continue one for unlearning.
+
+A flow guide (``AutoIAFNormal``, ``AutoBNAFNormal``, ``AutoNormalizingFlow``) describes
+:math:`q(z) = \mathcal N(T^{-1}(z); 0, I)\,|\det \partial T^{-1}/\partial z|` over the flat
+unconstrained latent vector, as the Gaussian autoguides do, but with a learned bijection
+:math:`T`. Unlearning from it needs three things:
+
+* a frozen, detached copy of :math:`q(z\mid D)` (:func:`flow_posterior`) for the anchor;
+* :math:`\max_z \log q(z\mid D)` for the adjusted likelihood, found numerically
+  (:func:`log_density_max`);
+* a trainable :math:`q_u` that starts exactly at :math:`q(z\mid D)` (:func:`residual_flow`):
+  :math:`q_u = (T_D \circ R)_\# \mathcal N(0, I)` with :math:`R` a new, identity-initialised
+  flow (a Cholesky-affine layer, then autoregressive layers) and :math:`T_D` frozen. Since
+  :math:`T_D` already maps the standard normal to the old posterior, :math:`R` only has to
+  learn the (small) change that the forget set makes, in well-scaled coordinates.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+
+import pyro
+import pyro.distributions as dist
+import torch
+from pyro.distributions import constraints
+from pyro.distributions.torch_transform import ComposeTransformModule, TransformModule
+from pyro.distributions.transforms import AffineAutoregressive
+from pyro.infer import Trace_ELBO
+from pyro.infer.autoguide import AutoNormalizingFlow
+from pyro.nn import AutoRegressiveNN
+
+from .fit import fit_laplace
+from .guides import check_fitted, flat_gaussian, freeze
+from .vectorized import model_structure
+
+
+def is_flow(guide) -> bool:
+    """Is ``guide`` an autoguide whose posterior is a transformed (non-Gaussian) distribution?"""
+    return isinstance(guide, AutoNormalizingFlow)
+
+
+def _detached_copy(obj):
+    """Deep copy of a transform, dropping cached intermediate tensors (not deep-copyable)."""
+    memo: dict[int, object] = {}
+    modules = obj.modules() if isinstance(obj, torch.nn.Module) else [obj]
+    for module in modules:
+        for value in vars(module).values():
+            for item in value if isinstance(value, tuple) else (value,):
+                if isinstance(item, torch.Tensor) and not item.is_leaf:
+                    memo[id(item)] = None
+    return copy.deepcopy(obj, memo)
+
+
+def _as_buffers(module: torch.nn.Module) -> None:
+    for sub in module.modules():
+        for name, value in list(sub._parameters.items()):
+            if value is None:
+                continue
+            delattr(sub, name)
+            sub.register_buffer(name, value.detach().clone())
+
+
+def flow_posterior(guide) -> dist.TransformedDistribution:
+    r"""A frozen, detached copy of a flow guide's :math:`q(z\mid D)` over the flat latent vector.
+
+    Training the guide afterwards, or training anything built from this copy, leaves both
+    untouched (tested).
+    """
+    check_fitted(guide)
+    if not is_flow(guide):
+        raise TypeError(f"{type(guide).__name__} is not a normalizing-flow guide")
+    with torch.no_grad():
+        posterior = guide.get_posterior()
+        transforms = []
+        for transform in posterior.transforms:
+            frozen = _detached_copy(transform)
+            if isinstance(frozen, torch.nn.Module):
+                _as_buffers(frozen)
+            transforms.append(frozen)
+        base = posterior.base_dist
+        base = dist.Normal(base.mean.detach().clone(), base.stddev.detach().clone()).to_event(1)
+    return dist.TransformedDistribution(base, transforms)
+
+
+def log_density_max(
+    posterior: dist.Distribution, *, num_restarts: int = 8, num_steps: int = 200, seed: int = 0
+) -> float:
+    r""":math:`\max_z \log q(z)`, by L-BFGS from the ``num_restarts`` densest of 1000 draws.
+
+    As in VBU, the maximum of a flow density is found numerically; the best local optimum
+    over the restarts is returned (a lower bound on the true maximum).
+    """
+    if isinstance(posterior, dist.MultivariateNormal):
+        return float(posterior.log_prob(posterior.loc))
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        draws = posterior.sample((1000,))
+        starts = draws[posterior.log_prob(draws).topk(num_restarts).indices]
+    best = -float("inf")
+    for start in starts:
+        z = start.clone().requires_grad_()
+        optim = torch.optim.LBFGS([z], max_iter=num_steps, line_search_fn="strong_wolfe")
+
+        def closure(z=z, optim=optim):
+            optim.zero_grad()
+            loss = -posterior.log_prob(z.clone())  # a new tensor: no stale transform cache
+            loss.backward()
+            return loss
+
+        optim.step(closure)
+        with torch.no_grad():
+            value = float(posterior.log_prob(z.clone()))
+        if value == value:  # not NaN
+            best = max(best, value)
+    return best
+
+
+class CholeskyAffine(TransformModule):
+    r"""A learnable affine bijection :math:`x = b + Lz`, :math:`L` lower triangular, positive diagonal.
+
+    :math:`\log|\det \partial x/\partial z| = \sum_i \log L_{ii}`. Initialised at the
+    identity unless ``loc`` and ``scale_tril`` are given.
+    """
+
+    domain = constraints.real_vector
+    codomain = constraints.real_vector
+    bijective = True
+
+    def __init__(
+        self, dim: int, loc: torch.Tensor | None = None, scale_tril: torch.Tensor | None = None
+    ) -> None:
+        super().__init__(cache_size=1)
+        scale_tril = torch.eye(dim) if scale_tril is None else scale_tril.detach()
+        self.loc = torch.nn.Parameter(
+            torch.zeros(dim) if loc is None else loc.detach().clone().reshape(dim)
+        )
+        self.log_diag = torch.nn.Parameter(scale_tril.diagonal().log().clone())
+        self.off_diag = torch.nn.Parameter(scale_tril.tril(-1).clone())
+
+    def scale_tril(self) -> torch.Tensor:
+        return self.off_diag.tril(-1) + torch.diag(self.log_diag.exp())
+
+    def _call(self, z):
+        return self.loc + z @ self.scale_tril().T
+
+    def _inverse(self, x):
+        solved = torch.linalg.solve_triangular(
+            self.scale_tril(), (x - self.loc).unsqueeze(-1), upper=False
+        )
+        return solved.squeeze(-1)
+
+    def log_abs_det_jacobian(self, z, x):
+        return self.log_diag.sum().expand(x.shape[:-1])
+
+
+def identity_autoregressive(dim: int, hidden_dims: list[int] | None = None) -> AffineAutoregressive:
+    r"""An affine autoregressive layer (IAF) initialised at the identity map.
+
+    Its network's output layer starts at zero, so :math:`\mu(z) = 0`, :math:`\log\sigma(z) = 0`.
+    """
+    hidden_dims = hidden_dims or [max(8, 2 * dim)]
+    network = AutoRegressiveNN(dim, hidden_dims, skip_connections=True)
+    with torch.no_grad():
+        for layer in (network.layers[-1], network.skip_layer):
+            layer.weight.zero_()
+            if layer.bias is not None:
+                layer.bias.zero_()
+    return AffineAutoregressive(network)
+
+
+def _flow_layers(dim: int, num_transforms: int, hidden_dims) -> list:
+    return [identity_autoregressive(dim, hidden_dims) for _ in range(num_transforms)]
+
+
+def flow_guide(
+    model,
+    *,
+    loc: torch.Tensor,
+    scale_tril: torch.Tensor,
+    num_transforms: int = 2,
+    hidden_dims: list[int] | None = None,
+) -> AutoNormalizingFlow:
+    r"""A flow guide :math:`z = b + L\,(F_K\circ\dots\circ F_1)(\varepsilon)` started at :math:`\mathcal N(b, LL^\top)`.
+
+    :math:`F_k` are identity-initialised autoregressive layers and :math:`(b, L)` a
+    learnable affine layer, typically started at a Laplace approximation
+    (:func:`~pyro_unlearn.fit_flow` does this), so that the flow only learns the
+    departure from Gaussianity: skew and curvature.
+    """
+    dim = len(loc)
+
+    def init_transform(latent_dim: int):
+        if latent_dim != dim:
+            raise ValueError(f"loc has {dim} entries but the model has {latent_dim} latent dims")
+        layers = _flow_layers(dim, num_transforms, hidden_dims)
+        return ComposeTransformModule(layers + [CholeskyAffine(dim, loc, scale_tril)])
+
+    return AutoNormalizingFlow(model, init_transform)
+
+
+_COPY_IDS = itertools.count()
+
+
+def residual_flow(
+    full_guide,
+    model,
+    *args,
+    num_transforms: int = 1,
+    hidden_dims: list[int] | None = None,
+    **kwargs,
+) -> AutoNormalizingFlow:
+    r"""A trainable :math:`q_u = (T_D\circ R)_\#\mathcal N(0, I)` that starts at :math:`q(z\mid D)`.
+
+    ``full_guide`` is a flow guide (base :math:`\mathcal N(0, I)`, bijection :math:`T_D`,
+    frozen here) or a Gaussian guide (:math:`T_D(\varepsilon) = \mu + L\varepsilon`).
+    :math:`R` = Cholesky-affine layer then ``num_transforms`` autoregressive layers, all
+    at the identity. Parameters are module-local, under a fresh name: training
+    :math:`q_u` never touches ``full_guide`` or the global param store. ``args`` run the
+    model once for the layout.
+    """
+    frozen = _frozen_map(full_guide)
+
+    def init_transform(latent_dim: int):
+        layers = [CholeskyAffine(latent_dim)] + _flow_layers(
+            latent_dim, num_transforms, hidden_dims
+        )
+        return ComposeTransformModule(layers + frozen)
+
+    with pyro.settings.context(module_local_params=True):
+        guide = AutoNormalizingFlow(model, init_transform)
+        guide._pyro_name = f"unlearn_{next(_COPY_IDS)}_flow"
+        guide._setup_prototype(*args, **kwargs)
+        guide.get_posterior()  # builds the transform
+    return guide
+
+
+def _frozen_map(full_guide) -> list:
+    r""":math:`T_D` as a list of frozen transforms from the standard normal to :math:`q(z\mid D)`."""
+    if is_flow(full_guide):
+        posterior = flow_posterior(full_guide)
+        base = posterior.base_dist.base_dist
+        if not (torch.all(base.loc == 0) and torch.all(base.scale == 1)):
+            raise ValueError("residual_flow needs a flow whose base distribution is N(0, I)")
+        return list(posterior.transforms)
+    gaussian = flat_gaussian(full_guide)
+    affine = CholeskyAffine(len(gaussian.loc), gaussian.loc, gaussian.cholesky())
+    _as_buffers(affine)
+    return [affine]
+
+
+def fit_flow(
+    model,
+    *args,
+    num_transforms: int = 2,
+    hidden_dims: list[int] | None = None,
+    num_steps: int = 2000,
+    lr: float = 0.005,
+    num_particles: int = 32,
+    seed: int = 0,
+    **kwargs,
+) -> AutoNormalizingFlow:
+    """Fit a flow posterior, started at a Laplace approximation, by SVI; returned frozen.
+
+    Adam with learning rate ``lr`` decayed 100x over ``num_steps``, ``num_particles``
+    vectorized particles, module-local parameters.
+    """
+
+    laplace = flat_gaussian(fit_laplace(model, *args, **kwargs))
+    pyro.set_rng_seed(seed)
+    with pyro.settings.context(module_local_params=True):
+        guide = flow_guide(
+            model,
+            loc=laplace.loc,
+            scale_tril=laplace.cholesky(),
+            num_transforms=num_transforms,
+            hidden_dims=hidden_dims,
+        )
+        guide._pyro_name = f"fit_{next(_COPY_IDS)}_flow"
+        guide(*args, **kwargs)
+        nesting = model_structure(model, args, kwargs)[0]
+        elbo = Trace_ELBO(
+            num_particles=num_particles, vectorize_particles=True, max_plate_nesting=nesting
+        )
+        loss = elbo(model, guide)
+        optim = torch.optim.Adam(loss.parameters(), lr=lr)
+        decay = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=0.01 ** (1 / max(num_steps, 1)))
+        for _ in range(num_steps):
+            optim.zero_grad()
+            loss(*args, **kwargs).backward()
+            optim.step()
+            decay.step()
+    return freeze(guide)
+
+
+def flat_posterior(guide) -> dist.Distribution:
+    r""":math:`q(z\mid D)` over the flat unconstrained vector, frozen: a flow or a Gaussian."""
+    if is_flow(guide):
+        return flow_posterior(guide)
+    g = flat_gaussian(guide)
+    return dist.MultivariateNormal(g.loc, scale_tril=g.cholesky())
