@@ -37,7 +37,7 @@ from .references import (
     retrain,
 )
 from .samples import WeightedSamples, psis_unlearn
-from .smc import smc_unlearn
+from .smc import SMCStalledError, smc_unlearn
 from .variational import UnlearningDivergedError, divided_target_check, eubo_unlearn, rkl_unlearn
 
 __version__ = "0.1.0"
@@ -90,6 +90,7 @@ __all__ = [
     "nn",
     "psis_unlearn",
     "smc_unlearn",
+    "SMCStalledError",
     "CholeskyAffine",
     "fit_flow",
     "flow_guide",

@@ -155,17 +155,21 @@ class CholeskyAffine(TransformModule):
 
 
 def identity_autoregressive(dim: int, hidden_dims: list[int] | None = None) -> AffineAutoregressive:
-    r"""An affine autoregressive layer (IAF) initialised at the identity map.
+    r"""An affine autoregressive layer (IAF) :math:`x_i = \mu_i(z_{<i}) + \sigma_i(z_{<i}) z_i`, at the identity.
 
-    Its network's output layer starts at zero, so :math:`\mu(z) = 0`, :math:`\log\sigma(z) = 0`.
+    The network's output layer starts at zero, so :math:`\mu = 0`, :math:`\log\sigma = 0`.
+    Its hidden units are ``tanh`` and it has no linear skip path, so :math:`\mu` and
+    :math:`\log\sigma` stay bounded far from the data: the flow's tails stay Gaussian.
+    That matters for unlearning, whose target :math:`q(\theta\mid D)/p(D_e\mid\theta)`
+    is proper only if :math:`q` decays faster than the forget likelihood (ReLU or skip
+    connections let :math:`\log\sigma` grow linearly: heavy tails, an improper target,
+    particles and EUBO running off to infinity; measured on banknote).
     """
     hidden_dims = hidden_dims or [max(8, 2 * dim)]
-    network = AutoRegressiveNN(dim, hidden_dims, skip_connections=True)
+    network = AutoRegressiveNN(dim, hidden_dims, nonlinearity=torch.nn.Tanh())
     with torch.no_grad():
-        for layer in (network.layers[-1], network.skip_layer):
-            layer.weight.zero_()
-            if layer.bias is not None:
-                layer.bias.zero_()
+        network.layers[-1].weight.zero_()
+        network.layers[-1].bias.zero_()
     return AffineAutoregressive(network)
 
 

@@ -23,11 +23,19 @@ import numpy as np
 import torch
 
 from .api import register_method
-from .flows import flat_posterior
+from .flows import flat_posterior, log_density_max
 from .guides import latent_layout, unpack
 from .handlers import forget
+from .infer.eubo import check_lam, inside_adjusted
 from .samples import WeightedSamples
 from .vectorized import model_structure, observed_log_prob, vectorized_trace
+
+
+AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
+
+
+class SMCStalledError(RuntimeError):
+    """Sequential unlearning could not make progress through the forget set."""
 
 
 def pointwise_forget_log_likelihood(
@@ -59,22 +67,45 @@ def _pareto_k(log_weights: torch.Tensor) -> float:
     return float(k)
 
 
-def _next_chunk(log_lik: torch.Tensor, start: int, ess_min: float, chunk_size: int | None) -> int:
-    """End of the next chunk: fixed size, or the largest keeping ESS >= ``ess_min``."""
+def _removed(cumulative: torch.Tensor, log_lik: torch.Tensor, progress: float) -> torch.Tensor:
+    r"""Log-likelihood removed at ``progress`` :math:`p`: factors :math:`j < \lfloor p\rfloor` whole, the next one tempered."""
+    whole = min(int(progress), log_lik.shape[-1])
+    removed = cumulative[:, whole]
+    if whole < log_lik.shape[-1] and progress > whole:
+        removed = removed + (progress - whole) * log_lik[:, whole]
+    return removed
+
+
+def _next_progress(
+    cumulative, log_lik, progress: float, ess_min: float, chunk_size: int | None
+) -> float:
+    """Next :math:`p`: fixed chunks, or the furthest keeping the ESS of the increment >= ``ess_min``.
+
+    Whole factors are taken while the ESS allows; a single factor that alone would drop
+    the ESS below ``ess_min`` is split by tempering (a fractional exponent).
+    """
     total = log_lik.shape[-1]
     if chunk_size is not None:
-        return min(start + chunk_size, total)
-    cumulative = -log_lik[:, start:].cumsum(-1)  # incremental log weights for each chunk end
-    lo, hi = 1, total - start  # the ESS only falls as the chunk grows: bisect
-    if _ess(cumulative[:, hi - 1]) >= ess_min:
-        return total
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if _ess(cumulative[:, mid - 1]) >= ess_min:
+        return float(min(int(progress) + chunk_size, total))
+    before = _removed(cumulative, log_lik, progress)
+
+    def ess_at(p: float) -> float:
+        return _ess(before - _removed(cumulative, log_lik, p))
+
+    if ess_at(total) >= ess_min:
+        return float(total)
+    lo, hi = progress, float(total)  # the ESS falls as more is removed: bisect
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        if ess_at(mid) >= ess_min:
             lo = mid
         else:
-            hi = mid - 1
-    return start + lo
+            hi = mid
+        if hi - lo < 1e-3:
+            break
+    # snap to a whole factor when one lies in the bracket: fewer, cleaner steps
+    whole = float(int(lo))
+    return whole if whole > progress else max(lo, progress + 1e-3)
 
 
 @register_method("smc")
@@ -86,10 +117,12 @@ def smc_unlearn(
     plate=None,
     sites=None,
     model_kwargs: dict | None = None,
+    lam: float | str = "auto",
     num_particles: int = 4000,
     ess_threshold: float = 0.5,
     chunk_size: int | None = None,
     num_moves: int = 10,
+    max_steps: int = 200,
     seed: int = 0,
 ):
     r"""Sequential Monte Carlo unlearning from a fitted guide, using only the forget data.
@@ -99,16 +132,31 @@ def smc_unlearn(
     guide
         The fitted :math:`q(\theta\mid D)`: a Gaussian or flow autoguide. Particles start
         as its draws and its density is the anchor of every target :math:`\pi_k`.
+    lam : float or "auto"
+        :math:`\lambda` of the adjusted likelihood: factors count only where
+        :math:`q(z\mid D) > \lambda\max q`. An approximate :math:`q(\theta\mid D)` has
+        tails far lighter than the forget likelihood's decay in regions the data rule out
+        (on banknote: the sign-flipped weights), so without it the divided target puts its
+        mass there. ``"auto"``: the ball that holds 99% of a Gaussian :math:`q`'s mass,
+        :math:`\lambda = \exp(-\chi^2_{d,0.99}/2)` (it truncates the target where the retrained
+        posterior reaches beyond that ball); 0 is the plain target.
     num_particles : int
         Particles :math:`S`.
     ess_threshold : float
-        Adaptive chunks keep the incremental weights' ESS above ``ess_threshold * S``.
+        Adaptive steps keep the incremental weights' ESS above ``ess_threshold * S``:
+        as many whole likelihood factors as that allows, and a factor too influential to
+        remove at once is removed in tempered parts (exponents between 0 and 1).
     chunk_size : int, optional
-        Forget this many likelihood factors per step instead (fixed chunks).
+        Forget this many likelihood factors per step instead (fixed chunks, no tempering).
     num_moves : int
         Random-walk Metropolis steps per chunk, proposal
         :math:`\mathcal N(z, (2.38^2/d)\hat\Sigma)` with :math:`\hat\Sigma` the particle
         covariance.
+    max_steps : int
+        Give up (:class:`SMCStalledError`) after this many steps: adaptive steps that keep
+        shrinking mean the particles found a region where the forget likelihood varies
+        wildly, i.e. the divided-out target :math:`q(\theta\mid D)/p(D_e\mid\theta)` puts
+        mass where :math:`q(\theta\mid D)` is not accurate (catastrophic unlearning).
 
     Returns
     -------
@@ -124,6 +172,13 @@ def smc_unlearn(
     options = {"mask": mask, "plate": plate, "sites": sites}
     layout = latent_layout(guide)
     anchor = flat_posterior(guide)
+    d = anchor.event_shape[0]
+    if lam == "auto":
+        from scipy.stats import chi2
+
+        lam = math.exp(-0.5 * chi2.isf(AUTO_TAIL, d))
+    lam = check_lam(lam)
+    log_max = log_density_max(anchor) if lam > 0 else 0.0
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
@@ -134,19 +189,35 @@ def smc_unlearn(
             log_lik = pointwise_forget_log_likelihood(
                 model, layout, points, forget_args, model_kwargs, **options
             )
-            return anchor.log_prob(points.clone()), log_lik
+            log_q = anchor.log_prob(points.clone())
+            inside = inside_adjusted(log_q - log_max if lam > 0 else 0.0, lam)
+            return log_q, log_lik * inside.to(log_lik.dtype).reshape(-1, 1)
 
     log_q, log_lik = evaluate(z)
     total = log_lik.shape[-1]
     if total == 0:
         raise ValueError("the forget set is empty: nothing to unlearn")
-    d = z.shape[-1]
-    steps, start = [], 0
-    while start < total:
-        end = _next_chunk(log_lik, start, ess_threshold * num_particles, chunk_size)
-        increment = -log_lik[:, start:end].sum(-1)
+    steps, progress = [], 0.0
+
+    def cumsum(values):
+        return torch.cat([values.new_zeros(len(values), 1), values.cumsum(-1)], -1)
+
+    while progress < total:
+        if len(steps) == max_steps:
+            raise SMCStalledError(
+                f"SMC unlearning stalled: {len(steps)} steps removed {progress:.2f} of {total} "
+                "likelihood factors (the last step's ESS was "
+                f"{steps[-1]['ess']:.0f}); the target q(theta|D)/p(D_e|theta) has mass where "
+                "q(theta|D) is not accurate. Use a more accurate q(theta|D) (a flow), fixed "
+                "chunk_size, or retrain"
+            )
+        cumulative = cumsum(log_lik)
+        end = _next_progress(
+            cumulative, log_lik, progress, ess_threshold * num_particles, chunk_size
+        )
+        increment = _removed(cumulative, log_lik, progress) - _removed(cumulative, log_lik, end)
         step = {
-            "chunk": (start, end),
+            "chunk": (progress, end),
             "ess": _ess(increment),
             "pareto_k": _pareto_k(increment),
         }
@@ -155,15 +226,17 @@ def smc_unlearn(
             probabilities, num_particles, replacement=True, generator=generator
         )
         z, log_q, log_lik = z[index], log_q[index], log_lik[index]
-        start = end
+        progress = end
         accepted = 0.0
         for _ in range(num_moves):
-            chol = torch.linalg.cholesky(torch.cov(z.T).reshape(d, d) * 2.38**2 / d)
+            cov = torch.cov(z.T).reshape(d, d)
+            jitter = 1e-10 * cov.diagonal().mean() * torch.eye(d, dtype=z.dtype)
+            chol = torch.linalg.cholesky(cov + jitter) * 2.38 / d**0.5
             noise = torch.randn(num_particles, d, generator=generator, dtype=z.dtype)
             proposal = z + noise @ chol.T
             log_q_new, log_lik_new = evaluate(proposal)
-            log_target = log_q - log_lik[:, :start].sum(-1)
-            log_target_new = log_q_new - log_lik_new[:, :start].sum(-1)
+            log_target = log_q - _removed(cumsum(log_lik), log_lik, progress)
+            log_target_new = log_q_new - _removed(cumsum(log_lik_new), log_lik_new, progress)
             uniform = torch.rand(num_particles, generator=generator, dtype=z.dtype)
             accept = uniform.log() < log_target_new - log_target
             z = torch.where(accept[:, None], proposal, z)
@@ -178,6 +251,7 @@ def smc_unlearn(
         samples, torch.full((num_particles,), -math.log(num_particles)), worst_k, num_particles
     )
     diagnostics = {
+        "lam": lam,
         "num_steps": len(steps),
         "steps": steps,
         "pareto_k": worst_k,
