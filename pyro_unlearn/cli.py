@@ -259,12 +259,12 @@ def _summary_screen(summary: dict) -> str:
     return "\n".join(lines)
 
 
-SUITES = ("bayes", "classifiers", "all")
+SUITES = ("bayes", "classifiers", "banknote", "all")
 
 
 def run_bench(out: Path, suite: str, seeds: list[int], quick: bool) -> dict:
     """Run the benchmark suites; write ``bench.md`` and ``bench.json`` to ``out``."""
-    from .bench import bayes, classifiers
+    from .bench import banknote, bayes, classifiers
 
     if suite not in SUITES:
         raise UserError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
@@ -276,6 +276,16 @@ def run_bench(out: Path, suite: str, seeds: list[int], quick: bool) -> dict:
     if suite in ("classifiers", "all"):
         results["classifiers"] = classifiers.run(seeds=seeds[:1] if quick else seeds)
         sections += ["## Classifier unlearning", "", classifiers.markdown(results["classifiers"])]
+    if suite in ("banknote", "all"):
+        if not banknote.DATA.exists():
+            if suite == "banknote":
+                raise UserError(f"the banknote data are not at {banknote.DATA}")
+            sections += ["## Banknote (VBU setting)", "", f"skipped: no data at {banknote.DATA}"]
+        else:
+            results["banknote"] = [banknote.run(seed=seed, quick=quick) for seed in seeds[:1]]
+            sections += ["## Banknote (VBU setting): flows and SMC", ""] + [
+                banknote.markdown(r) for r in results["banknote"]
+            ]
     (out / "bench.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "bench.md").write_text("\n\n".join(sections) + "\n")
     return results
@@ -304,7 +314,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     demo.add_argument("--device", default="cpu", help="cpu or cuda")
     bench = commands.add_parser("bench", help="run the benchmark suites")
-    bench.add_argument("--suite", default="bayes", help="bayes, classifiers or all")
+    bench.add_argument(
+        "--suite",
+        default="bayes",
+        help="bayes, classifiers, banknote (needs ../shared/data) or all",
+    )
     bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--out", type=Path, default=Path("pyro-unlearn-bench"))

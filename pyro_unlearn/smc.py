@@ -30,7 +30,6 @@ from .infer.eubo import check_lam, inside_adjusted
 from .samples import WeightedSamples
 from .vectorized import model_structure, observed_log_prob, vectorized_trace
 
-
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
 
 
