@@ -6,20 +6,25 @@ import pyro
 import torch
 from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
+from pyro.infer.autoguide.initialization import init_to_median
 
 from .guides import freeze
 from .vectorized import model_structure
 
 
-def fit_laplace(model, *args, max_iter: int = 200, **kwargs) -> AutoMultivariateNormal:
+def fit_laplace(
+    model, *args, max_iter: int = 200, init_loc_fn=init_to_median, **kwargs
+) -> AutoMultivariateNormal:
     """Fit a Laplace approximation: MAP by L-BFGS on the unconstrained latents, then the Hessian.
 
     Returns ``AutoLaplaceApproximation.laplace_approximation(*args)``, a fixed
     AutoMultivariateNormal, ready to be unlearned from. Parameters are module-local, so
-    the global param store is untouched.
+    the global param store is untouched. ``init_loc_fn`` is Pyro's initialisation
+    strategy (``init_to_sample`` breaks the symmetry of a neural network's weights, whose
+    prior median is a saddle point).
     """
     with pyro.settings.context(module_local_params=True):
-        guide = AutoLaplaceApproximation(model)
+        guide = AutoLaplaceApproximation(model, init_loc_fn=init_loc_fn)
         guide(*args, **kwargs)
         loss = Trace_ELBO()(model, guide)
         optim = torch.optim.LBFGS(

@@ -1,0 +1,125 @@
+"""Build tutorials/classifiers.ipynb from its cells (run: python tutorials/build_classifiers.py)."""
+
+import nbformat as nbf
+
+md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+cells = [
+    md("""# Unlearning a neural classifier: PBU, JiT, instance-wise and continual requests
+
+A small MLP on scikit-learn's digits (1797 images of 8×8 pixels) trains in about a second, so
+every method can be compared with the gold standard, a network retrained from scratch without
+the forgotten data. The metrics (forget / retain / test accuracy, a membership-inference
+attack, the JS divergence of the predictions to the retrained network) are always read
+*against the retrained network's values*, not against 0: a forget accuracy far below
+retraining's is itself a signal an attacker can use.
+
+`PYRO_UNLEARN_QUICK=1` runs it with one seed and fewer epochs."""),
+    code("""import os
+
+import pandas as pd
+import torch
+
+import pyro_unlearn as pu
+from pyro_unlearn import nn as unn
+from pyro_unlearn.datasets import digits
+
+QUICK = os.environ.get("PYRO_UNLEARN_QUICK") == "1"
+torch.set_num_threads(1)
+torch.manual_seed(0)
+
+data = digits(seed=0)
+x, y, x_test, y_test = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
+EPOCHS = 10 if QUICK else 30
+net = unn.train(unn.mlp(), x, y, epochs=EPOCHS)
+print(f"test accuracy of the trained MLP: {unn.accuracy(net, x_test, y_test):.3f}")"""),
+    md("""## 1. Forgetting a whole class (the digit 3)
+
+The retrained network is the target. Each method sees only the forget set (and the trained
+network); SSD also reads the training inputs' importances, as its authors do."""),
+    code("""import time
+
+forget = y == 3
+x_f, y_f, x_r, y_r = x[forget], y[forget], x[~forget], y[~forget]
+start = time.perf_counter()
+retrained = unn.retrain(unn.mlp, x_r, y_r, epochs=EPOCHS)
+retrain_seconds = time.perf_counter() - start
+
+
+def row(name, model, seconds):
+    return {
+        "method": name,
+        "forget acc": unn.accuracy(model, x_f, y_f),
+        "retain acc": unn.accuracy(model, x_r, y_r),
+        "test acc (no 3s)": unn.accuracy(model, x_test[y_test != 3], y_test[y_test != 3]),
+        "MIA (forget vs test)": unn.membership_attack(model, x_f, y_f, x_test, y_test),
+        "JS to retrain": unn.js_divergence(model, retrained, x_test),
+        "speed-up": retrain_seconds / seconds if seconds else float("nan"),
+    }
+
+
+rows = [row("original", net, 0.0), row("retrain (gold)", retrained, retrain_seconds)]
+for name, method in [
+    ("PBU", lambda: unn.pbu(net, x_f, y_f)),
+    ("NegGrad", lambda: unn.neggrad(net, x_f, y_f)),
+    ("JiT (defaults)", lambda: unn.jit(net, x_f)),
+    ("SSD", lambda: unn.ssd(net, x_f, x)),
+    ("instance-wise", lambda: unn.instance_unlearn(net, x_f, y_f, num_adversarial=5)),
+]:
+    start = time.perf_counter()
+    model, info = method()
+    rows.append(row(name, model, time.perf_counter() - start))
+pd.DataFrame(rows).set_index("method").round(3)"""),
+    md("""PBU is the general mechanism with a Delta guide: the forget term with weight −α, and a
+Gaussian anchor N(θ*, (2βF + 2γI)⁻¹) with F the diagonal Fisher of the forget data. Its loss
+is checked against the direct formula in `tests/test_nn.py`; here is the anchor it uses:"""),
+    code("""fisher = unn.diagonal_fisher(net, x_f)
+anchor = unn.pbu_anchor(net, fisher, beta=100.0, gamma=40.0)
+name = next(iter(anchor))
+print(name, "anchor scale (first 5):", anchor[name].base_dist.scale.reshape(-1)[:5])"""),
+    md("""## 2. Continual requests with the ledger
+
+Requests arrive one after another; each is honoured from the previous network, the ledger
+refuses a repeated deletion before any work is done, and every step's metrics are kept.
+Random single images are a different problem from a class: the retrained network still
+classifies most of them correctly, so driving their accuracy to 0 (instance-wise unlearning's
+stopping rule) is both destructive and a signal for an attacker. PBU is stopped at 80%
+instead."""),
+    code("""generator = torch.Generator().manual_seed(1)
+ids = torch.randperm(len(y), generator=generator)
+requests = [ids[5 * k : 5 * k + 5] for k in range(5)]  # five requests of five images
+for name, method, options in [
+    ("instance-wise", unn.instance_unlearn, {"num_adversarial": 5}),
+    ("PBU, stopped at 80% forget accuracy", unn.pbu, {"target_forget_accuracy": 0.8}),
+]:
+    ledger = pu.ForgetLedger(len(y))
+    final, ledger, steps = unn.continual(method, net, x, y, requests, ledger, x_test, y_test, **options)
+    print(name)
+    print(pd.DataFrame(steps).round(3), end="\\n\\n")
+try:
+    unn.continual(unn.instance_unlearn, final, x, y, [requests[0]], ledger)
+except pu.RepeatedDeletionError as error:
+    print("refused:", str(error)[:100])"""),
+    md("""## What the papers claimed, what we measured
+
+- *PBU* (Panda, Sourav & Prathosh, 2024) reports forgetting a class with retain accuracy close
+  to the original. Measured here (3 seeds, `pyro-unlearn bench --suite classifiers`): forget
+  accuracy 0 and a membership attack within 0.03 of retraining at 24× its speed, but 6–10
+  points of retain accuracy lost (our target was 2). The authors' γ = 4000 cancelled the
+  ascent entirely on digits; the default here is γ = 40.
+- *JiT* (Foster et al., 2024) reports zero-shot forgetting by Lipschitz smoothing. At its
+  published defaults (σ = 0.5, lr 3e-4, one pass) it did not remove a class here; larger steps
+  collapsed retain accuracy.
+- *Instance-wise unlearning* (Cha et al., 2024) reports that adversarial examples and weight
+  importance keep the other classes intact while instances are forgotten. For the whole class
+  3 (section 1) it forgot the class and kept more retain accuracy than PBU or NegGrad, though
+  still below retraining. On five requests of five random images (section 2) its stopping
+  rule, forget accuracy 0, collapsed the network; the benchmark measured the same collapse
+  on a random 10% of the training set. Stopping at the retrained model's accuracy level is
+  what random instances need; here PBU stopped at 80% (see its rows for what that costs).
+"""),
+]
+notebook = nbf.v4.new_notebook(
+    cells=cells,
+    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+)
+nbf.write(notebook, "tutorials/classifiers.ipynb")

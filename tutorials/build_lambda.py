@@ -1,0 +1,138 @@
+"""Build tutorials/lambda.ipynb from its cells (run: python tutorials/build_lambda.py)."""
+
+import nbformat as nbf
+
+md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+cells = [
+    md("""# EUBO vs rKL and the λ trade-off, with a flow posterior
+
+Variational Bayesian Unlearning (Nguyen, Low & Jaillet, 2020) divides the forget likelihood
+out of q(θ|D) only where q(θ|D) > λ·max q(θ|D) (the *adjusted likelihood*): λ = 0 is the plain
+objective, which can run to regions where q(θ|D) is inaccurate ("catastrophic unlearning");
+λ → 1 unlearns nothing. This notebook sweeps λ over the paper's grid for both objectives, EUBO
+(KL(q_u‖target), mode-seeking, trained by SVI) and rKL (KL(target‖q_u), by importance
+weighting), with a normalizing-flow q(θ|D) as the paper used, and plots VBU's metric: the
+predictive KL to a NUTS retrain, averaged over the erased data D_e and the remaining data D_r.
+
+The setting is the paper's banknote experiment when `../shared/data/banknote_authentication.csv`
+is present (412 of 1372 points erased, prior N(0, 100² I)); otherwise a generated,
+nearly separable data set of the same shape. `PYRO_UNLEARN_QUICK=1` shrinks the runs."""),
+    code("""import os
+import warnings
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import pyro
+import torch
+from sklearn.datasets import make_classification
+
+import pyro_unlearn as pu
+from pyro_unlearn.bench import banknote
+from pyro_unlearn.diagnostics.compare import predictive_kl
+
+QUICK = os.environ.get("PYRO_UNLEARN_QUICK") == "1"
+torch.set_default_dtype(torch.float64)
+torch.set_num_threads(1)
+pyro.set_rng_seed(0)
+
+if banknote.DATA.exists():
+    model, X, y, forget_ids, keep = banknote.setting(0)
+    reference, _ = banknote.references(0)  # cached NUTS runs of the benchmark
+    print("banknote: 412 of 1372 points erased")
+else:
+    features, labels = make_classification(
+        n_samples=600, n_features=4, n_informative=3, n_redundant=0, class_sep=2.0, random_state=0
+    )
+    X = torch.cat([torch.as_tensor(features), torch.ones(600, 1)], -1)
+    y = torch.as_tensor(labels, dtype=X.dtype)
+    model = pu.BayesianLogisticRegression(prior_scale=100.0).model
+    forget_ids = torch.randperm(600, generator=torch.Generator().manual_seed(0))[:180]
+    keep = torch.ones(600, dtype=torch.bool)
+    keep[forget_ids] = False
+    reference = pu.retrain(model, X, y, forget_mask=forget_ids, plate="data",
+                           num_samples=300 if QUICK else 1000, warmup_steps=300 if QUICK else 500,
+                           progress_bar=False)
+    print("generated data: 180 of 600 points erased")
+Xe, ye = X[forget_ids], y[forget_ids]
+ref_draws = reference.flat("w")[::2]"""),
+    md("""## The full-data flow posterior
+
+`pu.fit_flow` starts a flow at the Laplace approximation (z = b + L·F(ε)) and trains it by SVI:
+the affine part is the Gaussian, the autoregressive layers learn the skew."""),
+    code("""q_full = pu.fit_flow(model, X, y, num_steps=300 if QUICK else 1500)
+
+
+def draws_of(guide, n=2000):
+    with torch.no_grad():
+        return pu.flow_posterior(guide).sample((n,))
+
+
+def scores(draws):
+    out = {}
+    for part, mask in (("D_e", ~keep), ("D_r", keep)):
+        kl = predictive_kl(model, {"w": ref_draws}, {"w": draws}, (X[mask], y[mask]))["y"]
+        out[f"pred KL {part}"] = float(kl.mean())
+    fitted = pu.moment_matched(draws)
+    out["KL to ref"] = float(fitted.kl(pu.moment_matched(ref_draws)))
+    return out
+
+
+baseline = scores(draws_of(q_full))
+baseline"""),
+    md("""## The λ sweep
+
+Each run starts from q(θ|D), sees only the erased data and returns a flow. rKL's importance
+weights are kept even when their Pareto k̂ exceeds 0.7 (`on_degenerate="ignore"`), so that the
+whole curve shows; k̂ is in the table."""),
+    code("""lambdas = [0.5, 0.1, 1e-3, 1e-5, 1e-9, 0.0]
+rows = []
+for lam in lambdas:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        eubo = pu.unlearn(model, q_full, Xe, ye, method="eubo", lam=lam, on_divergence="ignore",
+                          num_steps=300 if QUICK else 2000, progress_bar=False)
+        rkl = pu.unlearn(model, q_full, Xe, ye, method="rkl", lam=lam, on_degenerate="ignore",
+                         num_samples=4000 if QUICK else 20000, num_steps=300 if QUICK else 1000)
+    rows.append({"objective": "EUBO", "lam": f"{lam:g}", **scores(draws_of(eubo.guide)),
+                 "seconds": eubo.seconds})
+    rows.append({"objective": "rKL", "lam": f"{lam:g}", **scores(draws_of(rkl.guide)),
+                 "pareto k": rkl.diagnostics["pareto_k"], "seconds": rkl.seconds})
+table = pd.DataFrame(rows)
+table.round(4)"""),
+    code("""fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), sharey=True)
+positions = range(len(lambdas))
+for ax, part in zip(axes, ("D_e", "D_r"), strict=True):
+    for objective, marker in (("EUBO", "o"), ("rKL", "s")):
+        values = table[table.objective == objective][f"pred KL {part}"]
+        ax.plot(positions, values, marker=marker, label=objective)
+    ax.axhline(baseline[f"pred KL {part}"], color="grey", ls="--", label="do nothing")
+    ax.set_xticks(list(positions), [f"{lam:g}" for lam in lambdas])
+    ax.set_xlabel("λ")
+    ax.set_yscale("log")
+    ax.set_title(f"averaged predictive KL on {part}")
+axes[0].legend()
+fig.tight_layout()"""),
+    md("""## What the paper claimed, what we measured
+
+VBU reports, on banknote with a flow q, that EUBO and rKL with the adjusted likelihood come
+close to retraining, that λ trades unlearning (small λ) against catastrophic unlearning, and
+that rKL is more sensitive to λ. The table and plot above are this run's own numbers; the
+benchmark's (`python -m pyro_unlearn.bench.banknote`, seed 0, numbers in
+`pyro_unlearn/bench/results_banknote.md`) agree in shape:
+
+- EUBO: λ = 0.5 barely moves; λ = 0.1 closes 0.42 of the moment-matched KL gap; λ = 1e-3 is the
+  best setting, 0.78, with predictive KLs on D_e and D_r 4–7× below doing nothing; λ ≤ 1e-5
+  runs off (λ = 0: KL 1.4e6), the catastrophic unlearning the adjusted likelihood exists for.
+- rKL: λ = 1e-3 is its best setting (0.60); smaller λ leaves the importance weights
+  degenerate (k̂ 0.85–0.92, and the gap closed varies from run to run), and larger λ is worse than doing nothing (gap −4.1 at λ = 0.5, −0.99 at
+  0.1): inside the ball the draws are reweighted by 1/p(D_e|θ), outside they are not, and
+  the weighted moments follow that cut.
+- A flow retrained on D_r from scratch closes 0.91 at 0.16 of a NUTS retrain's time;
+  unlearning does not yet beat it on this problem (see `docs/flows.md`).
+"""),
+]
+notebook = nbf.v4.new_notebook(
+    cells=cells,
+    metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
+)
+nbf.write(notebook, "tutorials/lambda.ipynb")
