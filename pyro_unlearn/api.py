@@ -87,8 +87,9 @@ def unlearn(
     method : str
         One of :func:`available_methods`: ``"laplace"`` (:func:`~pyro_unlearn.laplace_unlearn`),
         ``"eubo"`` and ``"rkl"`` (:func:`~pyro_unlearn.eubo_unlearn`,
-        :func:`~pyro_unlearn.rkl_unlearn`) for Gaussian guides; ``"psis"``
-        (:func:`~pyro_unlearn.psis_unlearn`) for posterior draws; ``"pbu"``, ``"jit"``,
+        :func:`~pyro_unlearn.rkl_unlearn`) for Gaussian and flow guides; ``"smc"``
+        (:func:`~pyro_unlearn.smc_unlearn`) for Gaussian and flow guides, in adaptive steps;
+        ``"psis"`` (:func:`~pyro_unlearn.psis_unlearn`) for posterior draws; ``"pbu"``, ``"jit"``,
         ``"neggrad"``, ``"ssd"``, ``"instance"`` (:mod:`pyro_unlearn.nn`) for a trained torch
         classifier passed as ``guide``.
     mask, plate, sites

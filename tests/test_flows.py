@@ -253,3 +253,47 @@ def test_banknote_setting_when_the_data_are_present():
     assert X.shape == (1372, 5) and torch.all(X[:, -1] == 1)
     assert int(y.sum()) == 610 and len(forget_ids) == 412 and int(keep.sum()) == 960
     assert len(set(forget_ids.tolist())) == 412
+
+
+def test_flow_results_work_with_masks_ledgers_sequels_and_arviz(problem):
+    """A careful user's path: masked request, ledger, a second request, the ArviZ check."""
+    blr, X, y, _ = problem
+    full = exact_flow(blr, X, y)
+    first = pu.unlearn(
+        blr.model,
+        full,
+        X,
+        y,
+        mask=torch.arange(10),
+        plate="data",
+        method="eubo",
+        num_steps=100,
+        progress_bar=False,
+        ledger=pu.ForgetLedger(len(y)),
+    )
+    second = pu.unlearn(
+        blr.model,
+        first.guide,
+        X,
+        y,
+        mask=torch.arange(10, 20),
+        plate="data",
+        method="eubo",
+        num_steps=100,
+        progress_bar=False,
+    )
+    assert second.guide.ledger.forgotten == tuple(range(20))
+    with pytest.raises(pu.RepeatedDeletionError):
+        pu.unlearn(blr.model, second.guide, X, y, mask=[3], plate="data", method="eubo")
+    reference = pu.retrain(
+        blr.model, X, y, forget_mask=torch.arange(20), plate="data", method="exact"
+    )
+    frame = pu.compare_posteriors(
+        {"original": full, "unlearned": second, "retrained": reference},
+        blr.model,
+        X,
+        y,
+        forget_mask=torch.arange(20),
+        num_samples=500,
+    )
+    assert frame.loc["unlearned", "kl_mm"] < frame.loc["original", "kl_mm"]
