@@ -274,3 +274,40 @@ def test_continual_requests_keep_the_ledger_consistent(trained):
     assert steps[0]["forget_acc"] == 0.0  # the first single instance is forgotten
     with pytest.raises(pu.RepeatedDeletionError):
         unn.continual(unn.instance_unlearn, final, x, y, [torch.tensor([77])], ledger)
+
+
+def test_logit_confidence_is_the_log_odds_of_the_true_label():
+    net = torch.nn.Linear(4, 3)
+    x, y = torch.randn(6, 4), torch.tensor([0, 1, 2, 0, 1, 2])
+    p = net(x).softmax(-1).gather(-1, y.unsqueeze(-1)).squeeze(-1)
+    assert torch.allclose(unn.logit_confidence(net, x, y), (p / (1 - p)).log(), atol=1e-5)
+
+
+def test_ulira_tells_doing_nothing_from_retraining():
+    """The retraining oracle is indistinguishable (0.5 within 0.1, about 3 sd of 256
+    correlated decisions); keeping the trained model is caught clearly more often."""
+    import itertools
+
+    data = digits(0)
+    x, y = data["x_train"][:400], data["y_train"][:400]
+
+    def make():
+        return unn.mlp(hidden=(32,))
+
+    options = {"epochs": 40}
+    seeds = itertools.count(1000)
+
+    def oracle(net, xf, yf, xr, yr):
+        return unn.retrain(make, xr, yr, seed=next(seeds), **options)
+
+    def nothing(net, xf, yf, xr, yr):
+        return net
+
+    kwargs = dict(num_targets=16, num_shadows=16, train_options=options)
+    retrained = unn.ulira(make, oracle, x, y, **kwargs)["accuracy"]
+    kept = unn.ulira(make, nothing, x, y, **kwargs)
+    assert abs(retrained - 0.5) < 0.1
+    assert kept["accuracy"] > retrained + 0.1
+    assert kept["unlearned"].sum(0).tolist() == [8] * 16  # each target in half the shadows
+    with pytest.raises(ValueError, match="num_shadows"):
+        unn.ulira(make, nothing, x, y, num_shadows=2)

@@ -9,8 +9,12 @@ logistic regression on the loss: compare with retrain's value), the Jensen-Shann
 divergence to the retrained network on the forget set, wall time and speed-up vs
 retraining (measured in the same run).
 
+With ``--ulira`` it also runs the U-LiRA per-example attack (:func:`~pyro_unlearn.nn.ulira`)
+on single-image requests against a population of shadow MLPs, for doing nothing, the
+retraining oracle, PBU and NegGrad.
+
 Run: ``python -m pyro_unlearn.bench.classifiers`` (``--quick``: one seed;
-``--architecture cnn`` for the CNN).
+``--architecture cnn`` for the CNN; ``--ulira`` for the per-example attack).
 """
 
 from __future__ import annotations
@@ -140,13 +144,56 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def ulira_table(seed: int = 0, num_shadows: int = 16, num_targets: int = 16) -> dict:
+    """U-LiRA accuracy per method on single-image requests (400 digits, MLP 64-32-10)."""
+    import itertools
+
+    torch.set_num_threads(1)
+    data = digits(seed)
+    x, y = data["x_train"][:400], data["y_train"][:400]
+
+    def make():
+        return unn.mlp(hidden=(32,))
+
+    options = {"epochs": 40}
+    seeds = itertools.count(10_000)  # the oracle's retrains need their own random inits
+    methods = {
+        "do nothing": lambda net, xf, yf, xr, yr: net,
+        "retrain (oracle)": lambda net, xf, yf, xr, yr: unn.retrain(
+            make, xr, yr, seed=next(seeds), **options
+        ),
+        "pbu": lambda net, xf, yf, xr, yr: unn.pbu(net, xf, yf)[0],
+        "neggrad": lambda net, xf, yf, xr, yr: unn.neggrad(net, xf, yf)[0],
+    }
+    out = {}
+    for name, method in methods.items():
+        start = time.perf_counter()
+        result = unn.ulira(
+            make,
+            method,
+            x,
+            y,
+            num_targets=num_targets,
+            num_shadows=num_shadows,
+            train_options=options,
+            seed=seed,
+        )
+        out[name] = {"accuracy": result["accuracy"], "seconds": time.perf_counter() - start}
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--architecture", choices=sorted(ARCHITECTURES), default="mlp")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--ulira", action="store_true", help="also run the U-LiRA attack")
     args = parser.parse_args(argv)
+    if args.ulira:
+        print("| method | U-LiRA accuracy (0.5 = like retraining) | seconds |\n|---|---:|---:|")
+        for name, row in ulira_table(args.seeds[0]).items():
+            print(f"| {name} | {row['accuracy']:.3f} | {row['seconds']:.1f} |")
     results = run(
         seeds=args.seeds[:1] if args.quick else args.seeds, architecture=args.architecture
     )

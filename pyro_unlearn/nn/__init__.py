@@ -21,6 +21,7 @@ from .methods import (
 )
 from .metrics import js_divergence, membership_attack, per_sample
 from .models import ClassifierModel, mlp, small_cnn
+from .ulira import logit_confidence, ulira
 
 __all__ = [
     "ClassifierModel",
@@ -35,6 +36,7 @@ __all__ = [
     "jit",
     "js_divergence",
     "lipschitz_loss",
+    "logit_confidence",
     "membership_attack",
     "mlp",
     "neggrad",
@@ -46,4 +48,5 @@ __all__ = [
     "small_cnn",
     "ssd",
     "train",
+    "ulira",
 ]
