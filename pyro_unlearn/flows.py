@@ -18,6 +18,7 @@ unconstrained latent vector, as the Gaussian autoguides do, but with a learned b
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 
 import pyro
@@ -26,13 +27,11 @@ import torch
 from pyro.distributions import constraints
 from pyro.distributions.torch_transform import ComposeTransformModule, TransformModule
 from pyro.distributions.transforms import AffineAutoregressive
-from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoNormalizingFlow
 from pyro.nn import AutoRegressiveNN
 
-from .fit import fit_laplace
-from .guides import check_fitted, flat_gaussian, freeze
-from .vectorized import model_structure
+from .fit import fit_laplace, fit_svi
+from .guides import check_fitted, flat_gaussian
 
 
 def is_flow(guide) -> bool:
@@ -264,37 +263,30 @@ def fit_flow(
     seed: int = 0,
     **kwargs,
 ) -> AutoNormalizingFlow:
-    """Fit a flow posterior, started at a Laplace approximation, by SVI; returned frozen.
+    """Fit a flow posterior (:func:`flow_guide`) started at a Laplace approximation, by SVI.
 
-    Adam with learning rate ``lr`` decayed 100x over ``num_steps``, ``num_particles``
-    vectorized particles, module-local parameters.
+    The Laplace fit gives the flow's affine layer; :func:`~pyro_unlearn.fit_svi` does the
+    rest (Adam decayed 100x over ``num_steps``, vectorized particles, module-local
+    parameters) and returns it frozen.
     """
-
     laplace = flat_gaussian(fit_laplace(model, *args, **kwargs))
-    pyro.set_rng_seed(seed)
-    with pyro.settings.context(module_local_params=True):
-        guide = flow_guide(
-            model,
-            loc=laplace.loc,
-            scale_tril=laplace.cholesky(),
-            num_transforms=num_transforms,
-            hidden_dims=hidden_dims,
-        )
-        guide._pyro_name = f"fit_{next(_COPY_IDS)}_flow"
-        guide(*args, **kwargs)
-        nesting = model_structure(model, args, kwargs)[0]
-        elbo = Trace_ELBO(
-            num_particles=num_particles, vectorize_particles=True, max_plate_nesting=nesting
-        )
-        loss = elbo(model, guide)
-        optim = torch.optim.Adam(loss.parameters(), lr=lr)
-        decay = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=0.01 ** (1 / max(num_steps, 1)))
-        for _ in range(num_steps):
-            optim.zero_grad()
-            loss(*args, **kwargs).backward()
-            optim.step()
-            decay.step()
-    return freeze(guide)
+    guide_class = functools.partial(
+        flow_guide,
+        loc=laplace.loc,
+        scale_tril=laplace.cholesky(),
+        num_transforms=num_transforms,
+        hidden_dims=hidden_dims,
+    )
+    return fit_svi(
+        model,
+        *args,
+        num_steps=num_steps,
+        lr=lr,
+        num_particles=num_particles,
+        guide_class=guide_class,
+        seed=seed,
+        **kwargs,
+    )
 
 
 def flat_posterior(guide) -> dist.Distribution:

@@ -297,3 +297,13 @@ def test_flow_results_work_with_masks_ledgers_sequels_and_arviz(problem):
         num_samples=500,
     )
     assert frame.loc["unlearned", "kl_mm"] < frame.loc["original", "kl_mm"]
+
+
+def test_fit_flow_starts_at_laplace_and_ends_frozen(problem):
+    """On a linear-Gaussian model the Laplace start is exact; SVI must not spoil it much."""
+    blr, X, y, _ = problem
+    guide = pu.fit_flow(blr.model, X, y, num_steps=200)
+    post = blr.posterior(X, y)
+    assert moment_kl(flow_draws(guide, 20000), post) < 0.01
+    assert not any(p.requires_grad for p in guide.parameters())
+    assert len(pyro.get_param_store()) == 0
