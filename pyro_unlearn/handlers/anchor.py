@@ -83,8 +83,9 @@ class AnchorMessenger(Messenger):
         self.joint = flow_posterior(guide) if is_flow(guide) else None
         self.gaussian = None if self.joint is not None else flat_gaussian(guide)
         self._log_max: float | None = None
-        if self.joint is not None or not self.gaussian.is_diagonal:
-            self._chol = self.gaussian.cholesky() if self.joint is None else None
+        if self.gaussian is not None and not self.gaussian.is_diagonal:
+            self._chol = self.gaussian.cholesky()
+        if self.joint is not None or not self.gaussian.is_diagonal:  # joint: global sites only
             for site in self.layout.values():
                 if site.plates:
                     raise NotImplementedError(
