@@ -58,8 +58,11 @@ ref_draws = reference.flat("w")[::2]"""),
     md("""## The full-data flow posterior
 
 `pu.fit_flow` starts a flow at the Laplace approximation (z = b + L·F(ε)) and trains it by SVI:
-the affine part is the Gaussian, the autoregressive layers learn the skew."""),
-    code("""q_full = pu.fit_flow(model, X, y, num_steps=300 if QUICK else 1500)
+the affine part is the Gaussian, the autoregressive layers learn the skew. Fit it generously:
+every unlearning route divides the forget likelihood out of q(θ|D), so q's errors are what is
+left (the benchmark measured EUBO at λ = 1e-3 closing 0.78 of the gap from a 2-layer flow
+trained 1500 steps, and 0.86 from the 4-layer, 5000-step flow used here)."""),
+    code("""q_full = pu.fit_flow(model, X, y, **(dict(banknote.FLOW, num_steps=300) if QUICK else banknote.FLOW))
 
 
 def draws_of(guide, n=2000):
@@ -84,7 +87,7 @@ baseline"""),
 Each run starts from q(θ|D), sees only the erased data and returns a flow. rKL's importance
 weights are kept even when their Pareto k̂ exceeds 0.7 (`on_degenerate="ignore"`), so that the
 whole curve shows; k̂ is in the table."""),
-    code("""lambdas = [0.5, 0.1, 1e-3, 1e-5, 1e-9, 0.0]
+    code("""lambdas = list(banknote.LAMBDAS)
 rows = []
 for lam in lambdas:
     with warnings.catch_warnings():
