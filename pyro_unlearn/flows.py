@@ -160,9 +160,8 @@ def identity_autoregressive(dim: int, hidden_dims: list[int] | None = None) -> A
     Its hidden units are ``tanh`` and it has no linear skip path, so :math:`\mu` and
     :math:`\log\sigma` stay bounded far from the data: the flow's tails stay Gaussian.
     That matters for unlearning, whose target :math:`q(\theta\mid D)/p(D_e\mid\theta)`
-    is proper only if :math:`q` decays faster than the forget likelihood (ReLU or skip
-    connections let :math:`\log\sigma` grow linearly: heavy tails, an improper target,
-    particles and EUBO running off to infinity; measured on banknote).
+    is proper only if :math:`q` decays faster than the forget likelihood (ReLU units or a
+    skip path let :math:`\log\sigma` grow linearly far from the data: heavier tails).
     """
     hidden_dims = hidden_dims or [max(8, 2 * dim)]
     network = AutoRegressiveNN(dim, hidden_dims, nonlinearity=torch.nn.Tanh())
