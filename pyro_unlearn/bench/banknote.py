@@ -39,6 +39,7 @@ from ..fit import fit_laplace
 from ..flows import fit_flow, flat_posterior
 from ..models import BayesianLogisticRegression
 from ..references.retrain import retrain
+from . import format_notes
 
 CACHE = Path(__file__).parent / "cache"
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "banknote_authentication.csv"
@@ -288,11 +289,7 @@ def markdown(results: dict) -> str:
         if "error" in r:
             lines.append(f"| {r['family']} | {r['method']} | | | | | | | | | | {r['error']} |")
             continue
-        notes = ", ".join(
-            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-            for k, v in r.items()
-            if k in NOTE_KEYS
-        )
+        notes = format_notes(r, NOTE_KEYS)
         lines.append(
             f"| {r['family']} | {r['method']} | {r['seconds']:.3g} | {r['kl']:.3g} | "
             f"{r['gap_closed']:.2f} | {r['gap_closed_vs_laplace_start']:.2f} | "

@@ -28,6 +28,7 @@ from ..guides import flat_gaussian
 from ..models import BayesianLogisticRegression
 from ..references.conjugate import GaussianPosterior
 from ..references.retrain import retrain
+from . import format_notes
 
 CACHE = Path(__file__).parent / "cache"
 PRIOR_SCALE = 1.0
@@ -220,11 +221,7 @@ def markdown(results: dict) -> str:
             "|---|---:|---:|---:|---:|---|",
         ]
         for r in rows:
-            notes = ", ".join(
-                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in r.items()
-                if k in ("ess_raw", "pareto_k", "num_steps", "drift", "error")
-            )
+            notes = format_notes(r, ("ess_raw", "pareto_k", "num_steps", "drift", "error"))
             lines.append(
                 f"| {r['method']} | {r['seconds']:.3g} | {r['kl']:.3g} | {r['gap_closed']:.2f} | {r['speedup_vs_svi_refit']:.3g} | {notes} |"
             )
