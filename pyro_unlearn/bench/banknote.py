@@ -159,10 +159,16 @@ class _Scorer:
         }
 
 
-def _timed_unlearn(model, guide, Xe, ye, **options):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return unlearn(model, guide, Xe, ye, **options)
+def _method_row(scorer, name, family, start_kl, model, guide, Xe, ye, options) -> dict:
+    """Unlearn and score; a method that refuses, fails or cannot be scored is a row, not a crash."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = unlearn(model, guide, Xe, ye, **options)
+        notes = {k: v for k, v in result.diagnostics.items() if k in NOTE_KEYS}
+        return scorer(name, family, result.guide, result.seconds, start_kl, **notes)
+    except Exception as error:
+        return scorer.failed(name, family, error)
 
 
 NOTE_KEYS = ("pareto_k", "ess", "num_steps", "drift", "lam", "min_ess", "acceptance")
@@ -200,13 +206,9 @@ def run(
         "eubo (natural, 1 step)": dict(method="eubo"),
         "smc (laplace anchor, lam=auto)": dict(method="smc", seed=seed),
     }.items():
-        try:
-            result = _timed_unlearn(model, laplace_full, Xe, ye, **options)
-        except Exception as error:  # a method that refuses or fails is a row, not a crash
-            rows.append(scorer.failed(name, "laplace", error))
-            continue
-        notes = {k: v for k, v in result.diagnostics.items() if k in NOTE_KEYS}
-        rows.append(scorer(name, "laplace", result.guide, result.seconds, laplace_kl, **notes))
+        rows.append(
+            _method_row(scorer, name, "laplace", laplace_kl, model, laplace_full, Xe, ye, options)
+        )
 
     start = time.perf_counter()
     flow_full = fit_flow(model, X, y, seed=seed, **flow)
@@ -232,26 +234,16 @@ def run(
         method="smc", lam=1e-5, num_particles=2000, seed=seed
     )
     for name, options in flow_methods.items():
-        try:
-            result = _timed_unlearn(model, flow_full, Xe, ye, **options)
-        except Exception as error:
-            rows.append(scorer.failed(name, "flow", error))
-            continue
-        notes = {k: v for k, v in result.diagnostics.items() if k in NOTE_KEYS}
-        rows.append(scorer(name, "flow", result.guide, result.seconds, flow_kl, **notes))
+        rows.append(_method_row(scorer, name, "flow", flow_kl, model, flow_full, Xe, ye, options))
 
     nuts_kl = scorer.kl(full_nuts.flat("w"))
     rows.append(scorer("do nothing", "NUTS draws", full_nuts, 0.0, nuts_kl))
-    try:
-        result = _timed_unlearn(model, full_nuts, Xe, ye, method="psis")
-        notes = {k: v for k, v in result.diagnostics.items() if k in NOTE_KEYS}
-        rows.append(
-            scorer(
-                "psis (NUTS draws)", "NUTS draws", result.guide, result.seconds, nuts_kl, **notes
-            )
+    psis = dict(method="psis")
+    rows.append(
+        _method_row(
+            scorer, "psis (NUTS draws)", "NUTS draws", nuts_kl, model, full_nuts, Xe, ye, psis
         )
-    except Exception as error:
-        rows.append(scorer.failed("psis (NUTS draws)", "NUTS draws", error))
+    )
 
     for row in rows:
         seconds = row["seconds"]
