@@ -167,11 +167,12 @@ def eubo_unlearn(
         )
     if init not in ("full", "laplace"):
         raise ValueError(f"init must be 'full' or 'laplace', got {init!r}")
+    view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
     diagnostics = {
         "lam": lam,
         "init": init,
         "optimizer": optimizer,
-        **divided_target_check(model, guide, forget_args, model_kwargs, **options),
+        **divided_target_check(model, view, forget_args, model_kwargs, **options),
     }
     pyro.set_rng_seed(seed)
     if lam >= 1:  # the forget term is off everywhere: q(theta|D) itself is the optimum
@@ -179,7 +180,6 @@ def eubo_unlearn(
         diagnostics.update(losses=[], num_steps=0, stopped_early=False)
         return freeze(copy), diagnostics
     needs_laplace = init == "laplace" or optimizer == "adam"  # a start, or the guard's yardstick
-    view = gaussian_view(model, guide)
     laplace_step = (
         _laplace_step(model, view, forget_args, model_kwargs, options) if needs_laplace else None
     )
@@ -482,15 +482,15 @@ def rkl_unlearn(
         )
     if proposal not in ("full", "laplace"):
         raise ValueError(f"proposal must be 'full' or 'laplace', got {proposal!r}")
+    view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
     diagnostics = {
         "lam": lam,
         "proposal": proposal,
-        **divided_target_check(model, guide, forget_args, model_kwargs, **options),
+        **divided_target_check(model, view, forget_args, model_kwargs, **options),
     }
     full = flow_posterior(guide) if is_flow(guide) else flat_gaussian(guide)
     proposal_gaussian = None
     if proposal == "laplace":
-        view = gaussian_view(model, guide)
         proposal_gaussian = flat_gaussian(
             _laplace_step(model, view, forget_args, model_kwargs, options)
         )
