@@ -18,6 +18,8 @@ from pathlib import Path
 
 import torch
 
+from . import _rng
+
 CACHE = Path(__file__).parent / "bench" / "cache"
 
 
@@ -34,12 +36,14 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out {out} is not writable")
 
 
-def _set_device(device: str) -> None:
-    if device == "cpu":
-        return
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: no CUDA device is available here")
-    torch.set_default_device(device)
+def _device(name: str) -> torch.device:
+    """The device that ``--device`` names; every tensor is then made there (``with device:``)."""
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"--device {name}: no CUDA device is available here")
+    try:
+        return torch.device(name)
+    except RuntimeError as error:
+        raise UserError(f"--device {name}: {error}") from error
 
 
 def _frame_markdown(frame) -> str:
@@ -71,9 +75,7 @@ def run_demo(
     X, y = breast_cancer()
     model = BayesianLogisticRegression(prior_scale=1.0).model
     n = len(y)
-    forget_ids = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[
-        : int(round(fraction * n))
-    ]
+    forget_ids = _rng.permutation(n, _rng.generator(seed))[: int(round(fraction * n))]
     steps = 1000 if quick else 3000
 
     print(
@@ -325,14 +327,14 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     try:
-        _set_device(args.device)
-        if args.command == "demo":
-            summary = run_demo(args.out, args.seed, args.fraction, args.quick)
-            print((args.out / "report.md").read_text())
-            print(_summary_screen(summary))
-        else:
-            run_bench(args.out, args.suite, args.seeds, args.quick)
-            print((args.out / "bench.md").read_text())
+        with _device(args.device):
+            if args.command == "demo":
+                summary = run_demo(args.out, args.seed, args.fraction, args.quick)
+                print((args.out / "report.md").read_text())
+                print(_summary_screen(summary))
+            else:
+                run_bench(args.out, args.suite, args.seeds, args.quick)
+                print((args.out / "bench.md").read_text())
     except UserError as error:
         print(f"pyro-unlearn: error: {error}", file=sys.stderr)
         return 2

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from . import _rng
 from .api import register_method
 from .handlers import forget
 from .infer.rkl import PARETO_K_THRESHOLD
@@ -54,12 +55,8 @@ class WeightedSamples:
 
     def resample(self, num_samples: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
         """Equally weighted draws (multinomial resampling), e.g. for ``Predictive``."""
-        generator = torch.Generator().manual_seed(seed)
-        index = torch.multinomial(
-            self.log_weights.exp(),
-            num_samples or self.num_samples,
-            replacement=True,
-            generator=generator,
+        index = _rng.multinomial(
+            self.log_weights.exp(), num_samples or self.num_samples, _rng.generator(seed)
         )
         return {k: v[index] for k, v in self.samples.items()}
 
@@ -110,7 +107,7 @@ def psis_unlearn(
     log_lik = log_likelihood(forget_model, samples, forget_args, model_kwargs)
     raw = -log_lik.detach()
     smoothed, k = az.psislw(raw.cpu().numpy().astype(np.float64), reff=1.0)
-    log_weights = torch.as_tensor(np.asarray(smoothed), dtype=raw.dtype)
+    log_weights = torch.as_tensor(np.asarray(smoothed), dtype=raw.dtype, device=raw.device)
     log_weights = log_weights - log_weights.logsumexp(0)
     pareto_k = float(k)
     ess = float(1.0 / log_weights.exp().pow(2).sum())

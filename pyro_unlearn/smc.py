@@ -22,6 +22,7 @@ import math
 import numpy as np
 import torch
 
+from . import _rng
 from .api import register_method
 from .flows import flat_posterior, log_density_max
 from .guides import latent_layout, unpack
@@ -178,7 +179,7 @@ def smc_unlearn(
         lam = math.exp(-0.5 * chi2.isf(AUTO_TAIL, d))
     lam = check_lam(lam)
     log_max = log_density_max(anchor) if lam > 0 else 0.0
-    generator = torch.Generator().manual_seed(seed)
+    generator = _rng.generator(seed)
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
         z = anchor.sample((num_particles,))
@@ -221,9 +222,7 @@ def smc_unlearn(
             "pareto_k": _pareto_k(increment),
         }
         probabilities = (increment - increment.logsumexp(0)).exp()
-        index = torch.multinomial(
-            probabilities, num_particles, replacement=True, generator=generator
-        )
+        index = _rng.multinomial(probabilities, num_particles, generator)
         z, log_q, log_lik = z[index], log_q[index], log_lik[index]
         progress = end
         accepted = 0.0
@@ -231,12 +230,12 @@ def smc_unlearn(
             cov = torch.cov(z.T).reshape(d, d)
             jitter = 1e-10 * cov.diagonal().mean() * torch.eye(d, dtype=z.dtype)
             chol = torch.linalg.cholesky(cov + jitter) * 2.38 / d**0.5
-            noise = torch.randn(num_particles, d, generator=generator, dtype=z.dtype)
+            noise = _rng.normal((num_particles, d), generator, like=z)
             proposal = z + noise @ chol.T
             log_q_new, log_lik_new = evaluate(proposal)
             log_target = log_q - _removed(cumsum(log_lik), log_lik, progress)
             log_target_new = log_q_new - _removed(cumsum(log_lik_new), log_lik_new, progress)
-            uniform = torch.rand(num_particles, generator=generator, dtype=z.dtype)
+            uniform = _rng.uniform((num_particles,), generator, like=z)
             accept = uniform.log() < log_target_new - log_target
             z = torch.where(accept[:, None], proposal, z)
             log_q = torch.where(accept, log_q_new, log_q)

@@ -15,6 +15,7 @@ import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 from tqdm.auto import trange
 
+from . import _rng
 from .api import register_method
 from .flows import flat_posterior, flow_posterior, is_flow, residual_flow
 from .guides import (
@@ -300,7 +301,7 @@ def _expected_forget_derivatives(
     if num_samples == 0:  # derivatives at the mean
         z = loc.detach().unsqueeze(0).requires_grad_()
     else:
-        eps = torch.randn(max(num_samples // 2, 1), d, generator=generator, dtype=loc.dtype)
+        eps = _rng.normal((max(num_samples // 2, 1), d), generator, like=loc)
         z = (loc + torch.cat([eps, -eps]) @ chol.T).detach().requires_grad_()
     log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **options)
     ratio = log_ratio(full, z.detach()) if lam > 0 else 0.0
@@ -336,7 +337,7 @@ def _natural_eubo(
     if family == "diagonal":
         precision = torch.diag(precision.diagonal())
     layout = latent_layout(guide)
-    generator = torch.Generator().manual_seed(seed)
+    generator = _rng.generator(seed)
     steps = []
     for _ in range(num_steps):
         chol = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(precision)))
@@ -531,7 +532,7 @@ def _weighted_flow_fit(
     :math:`\log q_u(z) = \log r(T_D^{-1}z) + \text{const}` with :math:`r = R_\#\mathcal N(0, I)`:
     the draws are pulled back through :math:`T_D` once, not at every step.
     """
-    generator = torch.Generator().manual_seed(seed)
+    generator = _rng.generator(seed)
     weights = samples.log_weights.exp()
     parts = list(guide_u.get_posterior().transforms[0])
     trainable = [t for t in parts if any(p.requires_grad for p in t.parameters())]
@@ -548,7 +549,7 @@ def _weighted_flow_fit(
         for _ in range(num_steps):
             optim.zero_grad()
             # u[index] is a fresh tensor each step: no transform returns a stale cached inverse
-            index = torch.multinomial(weights, batch_size, replacement=True, generator=generator)
+            index = _rng.multinomial(weights, batch_size, generator)
             r = dist.TransformedDistribution(base, trainable)
             loss = -r.log_prob(u[index]).mean()
             loss.backward()

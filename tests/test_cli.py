@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pyro_unlearn.cli import main
+from pyro_unlearn.references.retrain import _request
 
 
 def test_demo_quick_writes_the_report(tmp_path, capsys):
@@ -76,3 +77,17 @@ def test_bad_arguments_exit_nonzero_without_traceback(args, message):
     assert run.returncode == 2
     assert "pyro-unlearn: error:" in run.stderr and message in run.stderr
     assert "Traceback" not in run.stderr
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_demo_on_cuda_forgets_the_same_patients(tmp_path):
+    """``--device cuda`` runs the whole demo on the GPU with the CPU's forget set and reference."""
+    assert main(["demo", "--quick", "--device", "cuda", "--out", str(tmp_path)]) == 0
+    assert torch.get_default_device().type == "cpu"  # the device is not left behind
+    results = json.loads((tmp_path / "results.json").read_text())
+    # the cached NUTS reference is loaded only for the forget set it was computed for
+    cpu_forget_set = torch.randperm(569, generator=torch.Generator(device="cpu").manual_seed(0))
+    request = _request("nuts", cpu_forget_set[:57], "data")
+    assert results["reference"]["request"] == request
+    for name in ("laplace", "eubo"):
+        assert results["metrics"][name]["gap_closed"] > 0

@@ -113,6 +113,8 @@ def test_reference_cache_round_trip(data, tmp_path):
     assert second.method == "nuts" and second.seconds == first.seconds
     assert second.diagnostics["rhat_max"] == first.diagnostics["rhat_max"]
     assert second.trustworthy == first.trustworthy
+    with pytest.raises(ValueError, match="another request"):  # a stale cache is refused
+        retrain(blr.model, X, y, forget_mask=FORGET[1:], plate="data", cache=path)
     assert Reference.load(path).samples["w"].shape == first.samples["w"].shape
 
 

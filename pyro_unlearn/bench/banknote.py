@@ -32,6 +32,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _rng
 from ..api import unlearn
 from ..diagnostics.compare import predictive_kl
 from ..diagnostics.metrics import energy_distance, gap_closed, moment_matched
@@ -66,7 +67,7 @@ def setting(seed: int = 0, path: Path = DATA):
     """``(model, X, y, forget_ids, keep)`` of the VBU banknote experiment."""
     X, y = load(path)
     model = BayesianLogisticRegression(PRIOR_SCALE).model
-    forget_ids = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))[:NUM_FORGET]
+    forget_ids = _rng.permutation(len(y), _rng.generator(seed))[:NUM_FORGET]
     keep = torch.ones(len(y), dtype=torch.bool)
     keep[forget_ids] = False
     return model, X, y, forget_ids, keep

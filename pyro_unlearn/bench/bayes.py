@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .. import _rng
 from ..api import unlearn
 from ..datasets import breast_cancer
 from ..diagnostics.metrics import gap_closed, moment_matched
@@ -97,9 +98,7 @@ def run(
     X, y = breast_cancer()
     model = BayesianLogisticRegression(PRIOR_SCALE).model
     n = len(y)
-    forget_ids = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[
-        : int(round(FRACTION * n))
-    ]
+    forget_ids = _rng.permutation(n, _rng.generator(seed))[: int(round(FRACTION * n))]
     keep = torch.ones(n, dtype=torch.bool)
     keep[forget_ids] = False
     Xe, ye = X[forget_ids], y[forget_ids]

@@ -26,6 +26,7 @@ import time
 import numpy as np
 import torch
 
+from .. import _rng
 from .. import nn as unn
 from ..datasets import digits
 
@@ -55,7 +56,7 @@ def run_seed(seed: int, scenario: str, architecture: str = "mlp") -> dict[str, d
         sigma = 0.5
     else:
         count = len(y) // 10 if scenario == "random" else 5
-        order = torch.randperm(len(y), generator=torch.Generator().manual_seed(seed))
+        order = _rng.permutation(len(y), _rng.generator(seed))
         forget = torch.zeros(len(y), dtype=torch.bool)
         forget[order[:count]] = True
         target = unn.accuracy(

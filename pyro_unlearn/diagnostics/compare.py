@@ -25,6 +25,7 @@ import math
 
 import torch
 
+from .. import _rng
 from ..handlers.plate_mask import as_index_tensor
 from ..references.conjugate import GaussianPosterior
 from ..vectorized import vectorized_trace
@@ -81,9 +82,8 @@ def predictive_kl(
                 kl = kl + lp_ref.exp() * (lp_ref - lp_q)
             out[name] = kl
             continue
-        generator = torch.Generator().manual_seed(seed)
         num = len(next(iter(ref_draws.values())))
-        picks = torch.randint(num, (num_y,), generator=generator)
+        picks = _rng.integers(0, num, num_y, _rng.generator(seed))
         chosen = {k: v[picks] for k, v in ref_draws.items()}
         with torch.random.fork_rng():
             torch.manual_seed(seed)

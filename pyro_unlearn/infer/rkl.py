@@ -30,6 +30,7 @@ from pyro import poutine
 from pyro.infer import ELBO
 from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
+from .. import _rng
 from ..flows import log_density_max
 from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
 from ..handlers import forget
@@ -146,10 +147,7 @@ def importance_samples(
 
 def _draw(proposal, num_samples: int, seed: int) -> torch.Tensor:
     if isinstance(proposal, FlatGaussian):  # a seeded generator: no global RNG state touched
-        generator = torch.Generator(device=proposal.loc.device).manual_seed(seed)
-        eps = torch.randn(
-            num_samples, len(proposal.loc), generator=generator, dtype=proposal.loc.dtype
-        )
+        eps = _rng.normal((num_samples, len(proposal.loc)), _rng.generator(seed), proposal.loc)
         return proposal.loc + eps @ proposal.cholesky().T
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)

@@ -22,11 +22,8 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
+from .. import _rng
 from .fisher import diagonal_fisher
-
-
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -43,10 +40,10 @@ def train(
     """Train ``net`` in place with Adam and cross-entropy; returns it."""
     torch.manual_seed(seed)
     optim = torch.optim.Adam(net.parameters(), lr=lr)
-    g = _generator(seed)
+    g = _rng.generator(seed)
     net.train()
     for _ in range(epochs):
-        for batch in torch.randperm(len(x), generator=g).split(batch_size):
+        for batch in _rng.permutation(len(x), g).split(batch_size):
             optim.zero_grad()
             nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
             optim.step()
@@ -81,11 +78,11 @@ def _ascent(
     """Shared loop: Adam on ``loss_fn(net, xb, yb)``, stop once forget accuracy <= target."""
     net = copy.deepcopy(net)
     optim = torch.optim.Adam(net.parameters(), lr=lr)
-    g = _generator(seed)
+    g = _rng.generator(seed)
     steps, start = 0, time.perf_counter()
     stopped = accuracy(net, x_forget, y_forget) <= target_forget_accuracy
     while not stopped and steps < max_steps:
-        for batch in torch.randperm(len(x_forget), generator=g).split(batch_size):
+        for batch in _rng.permutation(len(x_forget), g).split(batch_size):
             optim.zero_grad()
             loss_fn(net, x_forget[batch], y_forget[batch]).backward()
             optim.step()
@@ -226,12 +223,12 @@ def jit(
     net = copy.deepcopy(net)
     net.train(train_mode)
     optim = torch.optim.SGD(net.parameters(), lr=lr)
-    g = _generator(seed)
+    g = _rng.generator(seed)
     start = time.perf_counter()
     optim.zero_grad()
-    for batch in torch.randperm(len(x_forget), generator=g).split(batch_size):
+    for batch in _rng.permutation(len(x_forget), g).split(batch_size):
         xb = x_forget[batch]
-        noise = sigma * torch.randn((num_perturbations,) + xb.shape, generator=g, dtype=xb.dtype)
+        noise = sigma * _rng.normal((num_perturbations,) + xb.shape, g, like=xb)
         if clamp_noise:
             noise = (xb + noise).clamp(xb.min(), xb.max()) - xb
         if not accumulate_gradients:
@@ -379,11 +376,11 @@ def instance_unlearn(
     the MAS-weighted anchor keeps the weights that matter for the forget samples'
     features. SGD (momentum 0.9, weight decay 1e-4) until the forget accuracy reaches 0.
     """
-    g = _generator(seed)
+    g = _rng.generator(seed)
     classes = net(x_forget[:1]).shape[-1]
     x_rep = x_forget.repeat_interleave(num_adversarial, 0)
     y_rep = y_forget.repeat_interleave(num_adversarial, 0)
-    offsets = torch.randint(1, classes, (len(y_rep),), generator=g)
+    offsets = _rng.integers(1, classes, len(y_rep), g).to(y_rep.device)
     y_adv = (y_rep + offsets) % classes
     x_adv = targeted_pgd(net, x_rep, y_adv, eps=eps, step=pgd_step, iterations=pgd_iterations)
     importance = mas_importance(net, x_forget)

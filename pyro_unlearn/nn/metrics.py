@@ -43,8 +43,8 @@ def membership_attack(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 
-    a = per_sample(net, x_forget, y_forget)[feature].double().numpy()
-    b = per_sample(net, x_test, y_test)[feature].double().numpy()
+    a = per_sample(net, x_forget, y_forget)[feature].double().cpu().numpy()
+    b = per_sample(net, x_test, y_test)[feature].double().cpu().numpy()
     rng = np.random.default_rng(seed)
     n = min(len(a), len(b))
     a, b = rng.choice(a, n, replace=False), rng.choice(b, n, replace=False)

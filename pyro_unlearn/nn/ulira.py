@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .. import _rng
 from .methods import train
 
 
@@ -77,14 +78,14 @@ def ulira(
     if num_shadows < 4:
         raise ValueError(f"num_shadows must be at least 4 (two per group), got {num_shadows}")
     train_options = train_options or {}
-    g = torch.Generator().manual_seed(seed)
-    targets = torch.randperm(len(y), generator=g)[:num_targets]
+    g = _rng.generator(seed)
+    targets = _rng.permutation(len(y), g)[:num_targets]
     scores = np.zeros((num_shadows, num_targets))
     member = np.zeros((num_shadows, num_targets), dtype=bool)
     for s in range(num_shadows):
-        inside = torch.rand(len(y), generator=g) < 0.5
+        inside = _rng.uniform((len(y),), g, like=torch.empty(())) < 0.5
         # balance each target's membership exactly: in for even shadows, out for odd ones
-        inside[targets] = (s + torch.arange(num_targets)) % 2 == 0
+        inside[targets] = (s + torch.arange(num_targets, device=y.device)) % 2 == 0
         shadow = train(make_net(), x[inside], y[inside], seed=seed + 1 + s, **train_options)
         for j, t in enumerate(targets.tolist()):
             member[s, j] = bool(inside[t])

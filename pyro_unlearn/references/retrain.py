@@ -9,6 +9,7 @@ is itself unconverged must not be used silently as the truth.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
 
+from .. import _rng
 from ..fit import fit_svi
 from ..handlers import retain
 from ..handlers.plate_mask import MaskLike
@@ -85,6 +87,15 @@ class Reference:
             attrs.pop(k, None)
         diagnostics = {k: _unattr(v) for k, v in attrs.items()}
         return cls(samples, method, seconds, diagnostics)
+
+
+def _request(method: str, forget_mask, plate: str) -> str:
+    """What a cached reference was computed for: the method, the plate and the forget set."""
+    mask = torch.as_tensor(forget_mask).cpu()
+    ids = mask.nonzero().flatten() if mask.dtype == torch.bool else mask.flatten().long()
+    ids = torch.unique(ids)  # sorted: a request is a set of ids
+    digest = hashlib.sha1(ids.numpy().astype("<i8").tobytes()).hexdigest()[:12]
+    return f"{method} on plate {plate!r} without {len(ids)} elements (ids sha1 {digest})"
 
 
 def _attr(value):
@@ -164,14 +175,24 @@ def retrain(
         of 2 pi is a full orbit). SVI: an
         AutoMultivariateNormal fitted for ``svi_steps`` steps, ``num_samples`` draws.
     cache : path, optional
-        A netCDF file: loaded if it exists, written after computing otherwise.
+        A netCDF file: loaded if it exists, written after computing otherwise. The file
+        records its request (method, plate and forget set); loading it for another request
+        raises ``ValueError`` rather than returning a posterior of other data.
     """
     from ..diagnostics.inference_data import posterior_draws  # diagnostics imports this module
 
     if method not in METHODS:
         raise ValueError(f"retrain method must be one of {METHODS}, got {method!r}")
+    request = _request(method, forget_mask, plate)
     if cache is not None and Path(cache).exists():
-        return Reference.load(cache)
+        reference = Reference.load(cache)
+        if reference.diagnostics.get("request") != request:
+            raise ValueError(
+                f"cache {cache} holds a reference for another request "
+                f"({reference.diagnostics.get('request', 'not recorded')}), not for this one "
+                f"({request}): delete the file or pass another cache path"
+            )
+        return reference
     start = time.perf_counter()
     retained_model = retain(model, mask=forget_mask, plate=plate)
     if method in ("nuts", "hmc"):
@@ -200,6 +221,7 @@ def retrain(
         diagnostics = {"trustworthy": True, "svi_steps": svi_steps}
     else:
         samples, diagnostics = _exact(model, args, forget_mask, num_samples, seed)
+    diagnostics["request"] = request
     reference = Reference(samples, method, time.perf_counter() - start, diagnostics)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
@@ -218,9 +240,6 @@ def _exact(model, args, forget_mask, num_samples, seed):
     keep = torch.ones(len(data[0]), dtype=torch.bool)
     keep[torch.as_tensor(forget_mask)] = False
     posterior = owner.posterior(*[a[keep] for a in data])
-    generator = torch.Generator().manual_seed(seed)
-    eps = torch.randn(
-        num_samples, len(posterior.mean), generator=generator, dtype=posterior.mean.dtype
-    )
+    eps = _rng.normal((num_samples, len(posterior.mean)), _rng.generator(seed), posterior.mean)
     draws = posterior.mean + eps @ torch.linalg.cholesky(posterior.covariance).T
     return {"w": draws.unsqueeze(0)}, {"trustworthy": True}
