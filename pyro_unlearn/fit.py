@@ -8,8 +8,9 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
 from pyro.infer.autoguide.initialization import init_to_median
 
-from .guides import freeze
-from .vectorized import model_structure
+from .guides import flat_gaussian, freeze, latent_layout
+from .natural import antithetic_normals, expected_derivatives, natural_gradient_steps
+from .vectorized import log_joint, model_structure
 
 
 def fit_laplace(
@@ -52,13 +53,23 @@ def fit_svi(
     lr: float = 0.02,
     num_particles: int = 16,
     guide_class=AutoMultivariateNormal,
+    natural_steps: int = 20,
     seed: int = 0,
     **kwargs,
 ):
-    """Fit ``guide_class(model)`` by SVI and return it frozen (parameters as buffers).
+    r"""Fit ``guide_class(model)`` by SVI and return it frozen (parameters as buffers).
 
     Adam with learning rate ``lr`` decayed 100x over ``num_steps``, ``num_particles``
-    vectorized particles, module-local parameters (the param store is untouched).
+    vectorized particles, module-local parameters (the param store is untouched). An
+    AutoMultivariateNormal of up to 200 dimensions is then taken to the fixed point of its ELBO by up to
+    ``natural_steps`` natural-gradient steps on the log joint
+    (:func:`~pyro_unlearn.natural.natural_gradient_steps`, 1000 antithetic draws reused at
+    every step, stopping once a step moves :math:`q` by less than :math:`10^{-4}` nats;
+    ``natural_steps=0`` skips it; four steps sufficed on breast_cancer, about 5 s each for
+    31 dimensions and 569 points). Why: removing the forget set's contribution (EUBO's
+    natural step) is exact only from that fixed point. On breast_cancer, 3000 Adam steps
+    left :math:`q` 0.18 nats from it, and the same unlearning step then closed 0.74 of the
+    gap to retraining instead of 0.83 (``python -m pyro_unlearn.bench.bayes``).
     """
     pyro.set_rng_seed(seed)
     with pyro.settings.context(module_local_params=True):
@@ -80,4 +91,31 @@ def fit_svi(
             elbo(*args, **kwargs).backward()
             optim.step()
             decay.step()
-    return freeze(guide)
+    guide = freeze(guide)
+    if natural_steps and type(guide) is AutoMultivariateNormal and guide.latent_dim <= 200:
+        _to_fixed_point(guide, model, args, kwargs, natural_steps, seed)
+    return guide
+
+
+def _to_fixed_point(guide, model, args, kwargs, num_steps: int, seed: int, num_samples: int = 1000):
+    """Natural-gradient steps on the log joint, written into the frozen guide's buffers."""
+    layout = latent_layout(guide)
+    start = flat_gaussian(guide)
+    eps = antithetic_normals(num_samples, len(start.loc), seed, like=start.loc)
+
+    def neg_log_joint(z):
+        return -log_joint(model, layout, z, args, kwargs)
+
+    loc, precision, steps = natural_gradient_steps(
+        lambda m, chol: expected_derivatives(neg_log_joint, m, chol, eps),
+        start.loc,
+        start.precision_matrix(),
+        num_steps,
+        tol=1e-4,
+    )
+    scale_tril = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(precision)))
+    scale = scale_tril.pow(2).sum(-1).sqrt()
+    guide.register_buffer("loc", loc.detach())
+    guide.register_buffer("scale", scale.detach())
+    guide.register_buffer("scale_tril", (scale_tril / scale[:, None]).detach())
+    guide.natural_steps = steps

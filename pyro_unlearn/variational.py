@@ -31,6 +31,7 @@ from .handlers import forget
 from .infer.eubo import EUBO, check_lam, inside_adjusted
 from .infer.rkl import forget_log_likelihood, importance_samples, log_ratio
 from .laplace import forget_nll_function, laplace_unlearn
+from .natural import antithetic_normals, expected_derivatives, natural_gradient_steps
 from .references.conjugate import GaussianPosterior
 from .vectorized import model_structure
 
@@ -131,7 +132,9 @@ def eubo_unlearn(
 
       expectations by ``num_samples`` antithetic draws, :math:`\rho = 1` halved until
       :math:`P \succ 0`. One step from :math:`q(\theta\mid D)` removes the forget set's
-      "sites" from a variational posterior (exact on linear-Gaussian models). Further steps
+      "sites" from a variational posterior (exact on linear-Gaussian models), exactly as
+      far as :math:`q(\theta\mid D)` sits at its ELBO's fixed point
+      (:func:`~pyro_unlearn.fit_svi` finishes there). Further steps
       head for the EUBO optimum, which for an approximate :math:`q(\theta\mid D)` can lie
       far away (catastrophic unlearning), so ``num_steps`` defaults to 1.
     * ``"adam"`` (any family): SVI with Adam on reparameterised EUBO estimates, learning
@@ -289,31 +292,6 @@ def _check_divergence(guide, view, guide_u, laplace_step, on_divergence, diagnos
     warnings.warn(message, stacklevel=3)
 
 
-def _expected_forget_derivatives(
-    model, layout, loc, chol, forget_args, model_kwargs, options, lam, full, num_samples, generator
-):
-    """:math:`\\mathbb E_q[\nabla\\ell_e]` and :math:`\\mathbb E_q[\nabla^2\\ell_e]` by antithetic draws.
-
-    Per-draw Hessians come from one double-backward pass per dimension (draws are
-    independent, so the Hessian of the summed loss is block diagonal).
-    """
-    d = len(loc)
-    if num_samples == 0:  # derivatives at the mean
-        z = loc.detach().unsqueeze(0).requires_grad_()
-    else:
-        eps = _rng.normal((max(num_samples // 2, 1), d), generator, like=loc)
-        z = (loc + torch.cat([eps, -eps]) @ chol.T).detach().requires_grad_()
-    log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **options)
-    ratio = log_ratio(full, z.detach()) if lam > 0 else 0.0
-    inside = inside_adjusted(ratio, lam).to(log_lik.dtype)
-    (grads,) = torch.autograd.grad(-(inside * log_lik).sum(), z, create_graph=True)
-    rows = [
-        torch.autograd.grad(grads[:, j].sum(), z, retain_graph=True)[0].mean(0) for j in range(d)
-    ]
-    hessian = torch.stack(rows)
-    return grads.detach().mean(0), ((hessian + hessian.T) / 2).detach()
-
-
 def _natural_eubo(
     model,
     guide,
@@ -328,6 +306,7 @@ def _natural_eubo(
     seed,
     diagnostics,
 ):
+    """Natural-gradient steps on the EUBO: the target is q(theta|D) / p_adj(D_e|theta)."""
     full = flat_gaussian(guide)
     precision_full = full.precision_matrix()
     if family == "diagonal":
@@ -337,36 +316,23 @@ def _natural_eubo(
     if family == "diagonal":
         precision = torch.diag(precision.diagonal())
     layout = latent_layout(guide)
-    generator = _rng.generator(seed)
-    steps = []
-    for _ in range(num_steps):
-        chol = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(precision)))
-        grad, hess = _expected_forget_derivatives(
-            model,
-            layout,
-            loc,
-            chol,
-            forget_args,
-            model_kwargs,
-            options,
-            lam,
-            full,
-            num_samples,
-            generator,
-        )
-        target = precision_full - (torch.diag(hess.diagonal()) if family == "diagonal" else hess)
-        rho = 1.0
-        while rho >= 1e-3:
-            candidate = (1 - rho) * precision + rho * target
-            if torch.linalg.eigvalsh(candidate)[0] > 0:
-                break
-            rho /= 2
-        else:
-            diagnostics["stopped"] = "the natural-gradient precision stayed indefinite"
-            break
-        precision = candidate
-        loc = loc - rho * torch.linalg.solve(precision, precision_full @ (loc - full.loc) - grad)
-        steps.append(rho)
+    eps = antithetic_normals(num_samples, len(loc), seed, like=loc)
+
+    def forget_term(z):  # log p_adj(D_e | z): the indicator is not differentiated
+        log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **options)
+        ratio = log_ratio(full, z.detach()) if lam > 0 else 0.0
+        return inside_adjusted(ratio, lam).to(log_lik.dtype) * log_lik
+
+    def derivatives(m, chol):
+        grad, hess = expected_derivatives(forget_term, m, chol, eps)
+        return precision_full @ (m - full.loc) + grad, precision_full + hess
+
+    loc, precision, steps = natural_gradient_steps(
+        derivatives, loc, precision, num_steps, diagonal=family == "diagonal"
+    )
+    if steps and steps[-1] == 0.0:
+        diagnostics["stopped"] = "the natural-gradient precision stayed indefinite"
+        steps = steps[:-1]
     diagnostics.update(num_steps=len(steps), step_sizes=steps, num_samples=num_samples)
     return LaplaceGuide.from_precision(model, loc, precision, like=guide)
 

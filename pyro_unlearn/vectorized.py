@@ -99,3 +99,32 @@ def log_likelihood(
         trace, _ = vectorized_trace(model, chunk, args, kwargs, structure)
         totals.append(sum(lp.reshape(n, -1).sum(-1) for lp in observed_log_prob(trace, n).values()))
     return torch.cat(totals)
+
+
+def log_joint(
+    model, layout, z: torch.Tensor, args: tuple, kwargs: dict | None = None
+) -> torch.Tensor:
+    r""":math:`\log p(\theta(z), D) + \log|\det \partial\theta/\partial z|` for each row of ``z``.
+
+    The log density of the unconstrained flat latents ``z`` (shape ``(S, d)``, in the
+    order of ``layout``) under the model's joint: every sample site's (scaled, masked) log
+    probability plus the Jacobians of the transforms to the constrained supports.
+    Shape ``(S,)``.
+    """
+    num = len(z)
+    values = {site.name: site.constrain(z[:, site.slice]) for site in layout}
+    trace, particle_dim = vectorized_trace(model, values, args, kwargs)
+    total = z.new_zeros(num)
+    for site in trace.nodes.values():
+        if site["type"] != "sample" or isinstance(site["fn"], _Subsample):
+            continue
+        lp = site["log_prob"]
+        if lp.dim() >= -particle_dim:  # has the particle dim (size num or 1) on the left
+            total = total + lp.reshape(lp.shape[0], -1).sum(-1)
+        else:
+            total = total + lp.sum()
+    for site in layout:
+        z_site = z[:, site.slice].reshape((num,) + site.unconstrained_shape)
+        jacobian = site.transform.log_abs_det_jacobian(z_site, values[site.name])
+        total = total + jacobian.reshape(num, -1).sum(-1)
+    return total
