@@ -113,3 +113,15 @@ def test_classifier_unlearning_on_cuda():
     assert next(jit.parameters()).device.type == "cuda"
     assert unn.membership_attack(net, x[forget], y[forget], x[~forget], y[~forget]) > 0.3
     assert unn.accuracy(net, x[forget], y[forget]) > 0.95  # the caller's network is untouched
+
+
+def test_fit_svi_finish_on_cuda(blr):
+    """The natural-gradient finish (log joint, antithetic draws) runs on the GPU: exact here."""
+    X, y = synthetic(n=200, d=6)
+    exact = blr.posterior(X, y)
+    with CUDA:
+        guide = pu.fit_svi(blr.model, X.to(CUDA), y.to(CUDA), num_steps=200)
+    g = pu.flat_gaussian(guide)
+    assert g.loc.device.type == "cuda"
+    assert relative_error(g.loc.cpu(), exact.mean) < 1e-10
+    assert relative_error(g.precision_matrix().cpu(), exact.precision) < 1e-8
