@@ -311,3 +311,15 @@ def test_ulira_tells_doing_nothing_from_retraining():
     assert kept["unlearned"].sum(0).tolist() == [8] * 16  # each target in half the shadows
     with pytest.raises(ValueError, match="num_shadows"):
         unn.ulira(make, nothing, x, y, num_shadows=2)
+
+
+def test_retrain_is_determined_by_its_seed_alone():
+    """The initialisation is seeded too: what ran before in the process does not matter."""
+    data = digits(seed=0)
+    x, y = data["x_train"][:200], data["y_train"][:200]
+    nets = []
+    for state in (1, 2):
+        torch.manual_seed(state)  # a different global RNG state before each call
+        nets.append(unn.retrain(unn.mlp, x, y, epochs=2, seed=5))
+    for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
+        assert torch.equal(a, b)

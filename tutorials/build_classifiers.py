@@ -103,7 +103,7 @@ except pu.RepeatedDeletionError as error:
 
 - *PBU* (Panda, Sourav & Prathosh, 2024) reports forgetting a class with retain accuracy close
   to the original. Measured here (3 seeds, `pyro-unlearn bench --suite classifiers`): forget
-  accuracy 0 and a membership attack within 0.03 of retraining at 24× its speed, but 6–10
+  accuracy 0 and a membership attack within 0.03 of retraining at 31× its speed, but 7
   points of retain accuracy lost (our target was 2). The authors' γ = 4000 cancelled the
   ascent entirely on digits; the default here is γ = 40.
 - *JiT* (Foster et al., 2024) reports zero-shot forgetting by Lipschitz smoothing. At its

@@ -49,7 +49,7 @@ def run_seed(seed: int, scenario: str, architecture: str = "mlp") -> dict[str, d
     make_net, epochs = ARCHITECTURES[architecture]
     data = digits(seed=seed)
     x, y = data["x_train"], data["y_train"]
-    net = unn.train(make_net(), x, y, epochs=epochs, seed=seed)
+    net = unn.retrain(make_net, x, y, epochs=epochs, seed=seed)  # seeded initialisation too
     if scenario == "class":
         forget = y == 3
         target = 0.0  # a retrained model never predicts the forgotten class

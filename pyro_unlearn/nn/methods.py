@@ -51,9 +51,14 @@ def train(
     return net
 
 
-def retrain(make_net, x_retain, y_retain, **train_options) -> nn.Module:
-    """The gold standard: a fresh ``make_net()`` trained on the retained data only."""
-    return train(make_net(), x_retain, y_retain, **train_options)
+def retrain(make_net, x_retain, y_retain, *, seed: int = 0, **train_options) -> nn.Module:
+    """The gold standard: a fresh ``make_net()`` trained on the retained data only.
+
+    ``seed`` fixes the initialisation as well as the training order, so the result does not
+    depend on what ran before in the process.
+    """
+    torch.manual_seed(seed)
+    return train(make_net(), x_retain, y_retain, seed=seed, **train_options)
 
 
 def finetune(
