@@ -323,3 +323,11 @@ def test_retrain_is_determined_by_its_seed_alone():
         nets.append(unn.retrain(unn.mlp, x, y, epochs=2, seed=5))
     for a, b in zip(nets[0].parameters(), nets[1].parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_runaway_ascent_is_an_error_not_a_network(trained):
+    """A learning rate that overflows the network raises instead of returning NaN weights."""
+    net, data = trained
+    x, y = data["x_train"][:64], data["y_train"][:64]
+    with pytest.raises(pu.UnlearningDivergedError, match="instance-wise unlearning diverged"):
+        unn.instance_unlearn(net, x, y, lr=1e3, max_steps=50, num_adversarial=1, pgd_iterations=5)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from .. import _rng
+from ..variational import UnlearningDivergedError
 from .fisher import diagonal_fisher
 
 
@@ -89,7 +90,9 @@ def _ascent(
     while not stopped and steps < max_steps:
         for batch in _rng.permutation(len(x_forget), g).split(batch_size):
             optim.zero_grad()
-            loss_fn(net, x_forget[batch], y_forget[batch]).backward()
+            loss = loss_fn(net, x_forget[batch], y_forget[batch])
+            _check_finite(loss, "gradient ascent", steps)
+            loss.backward()
             optim.step()
             steps += 1
             if accuracy(net, x_forget, y_forget) <= target_forget_accuracy:
@@ -98,6 +101,15 @@ def _ascent(
             if steps >= max_steps:
                 break
     return net, {"steps": steps, "reached_target": stopped, "seconds": time.perf_counter() - start}
+
+
+def _check_finite(loss: torch.Tensor, method: str, steps: int) -> None:
+    if not torch.isfinite(loss):
+        raise UnlearningDivergedError(
+            f"{method} diverged: the loss is {loss.item()} after {steps} steps (the network's "
+            "outputs overflowed). The forget accuracy target may be out of reach for this "
+            "request: stop earlier (max_steps, target_forget_accuracy) or lower lr"
+        )
 
 
 def pbu_anchor(net: nn.Module, fisher: dict[str, torch.Tensor], beta: float, gamma: float) -> dict:
@@ -395,9 +407,11 @@ def instance_unlearn(
     start, steps = time.perf_counter(), 0
     while accuracy(new, x_forget, y_forget) > 0.0 and steps < max_steps:
         optim.zero_grad()
-        instance_loss(
+        loss = instance_loss(
             new, reference, importance, x_forget, y_forget, x_adv, y_adv, lam, new_labels
-        ).backward()
+        )
+        _check_finite(loss, "instance-wise unlearning", steps)
+        loss.backward()
         optim.step()
         steps += 1
     info = {
