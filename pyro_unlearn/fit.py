@@ -61,8 +61,8 @@ def fit_svi(
 
     Adam with learning rate ``lr`` decayed 100x over ``num_steps``, ``num_particles``
     vectorized particles, module-local parameters (the param store is untouched). An
-    AutoMultivariateNormal of up to 200 dimensions is then taken to the fixed point of its ELBO by up to
-    ``natural_steps`` natural-gradient steps on the log joint
+    AutoMultivariateNormal of up to 200 dimensions is then taken to the fixed point of its
+    ELBO by up to ``natural_steps`` natural-gradient steps on the log joint
     (:func:`~pyro_unlearn.natural.natural_gradient_steps`, 1000 antithetic draws reused at
     every step, stopping once a step moves :math:`q` by less than :math:`10^{-4}` nats;
     ``natural_steps=0`` skips it; four steps sufficed on breast_cancer, about 5 s each for

@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch.distributions import MultivariateNormal, kl_divergence
 
 from . import _rng
 
@@ -78,9 +79,9 @@ def natural_gradient_steps(
     ``derivatives(m, L)`` returns :math:`(\mathbb E_q[\nabla\phi], \mathbb E_q[\nabla^2\phi])`
     for :math:`q = \mathcal N(m, LL^\top)`. Each step starts at :math:`\rho = 1`, halved
     until the new precision is positive definite (below :math:`\rho = 10^{-3}` the iteration
-    stops and records a step size of 0). ``diagonal`` keeps a diagonal precision (mean-field). The iteration also
-    stops once a step moves :math:`q` by less than ``tol`` nats
-    (:math:`\mathrm{KL}(q_\text{new}\|q_\text{old})`), or changes nothing.
+    stops and records a step size of 0). ``diagonal`` keeps a diagonal precision
+    (mean-field). The iteration also stops once a step moves :math:`q` by less than ``tol``
+    nats (:math:`\mathrm{KL}(q_\text{new}\|q_\text{old})`), or changes nothing.
     """
     steps = []
     for _ in range(num_steps):
@@ -97,18 +98,14 @@ def natural_gradient_steps(
             steps.append(0.0)
             break
         new_loc = loc - rho * torch.linalg.solve(candidate, grad)
-        moved = _kl(new_loc, candidate, loc, precision)
+        moved = float(
+            kl_divergence(
+                MultivariateNormal(new_loc, precision_matrix=candidate),
+                MultivariateNormal(loc, precision_matrix=precision),
+            )
+        )
         loc, precision = new_loc, candidate
         steps.append(rho)
         if moved <= tol:
             break
     return loc, precision, steps
-
-
-def _kl(loc_a, precision_a, loc_b, precision_b) -> float:
-    """KL(N(a) || N(b)) for precisions: 0 when the two are equal."""
-    d = len(loc_a)
-    diff = loc_a - loc_b
-    solved = torch.linalg.solve(precision_a, precision_b)
-    logdet = torch.linalg.slogdet(precision_a)[1] - torch.linalg.slogdet(precision_b)[1]
-    return float(0.5 * (solved.diagonal().sum() - d + diff @ precision_b @ diff + logdet))
