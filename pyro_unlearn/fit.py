@@ -8,7 +8,7 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
 from pyro.infer.autoguide.initialization import init_to_median
 
-from .guides import flat_gaussian, freeze, latent_layout
+from .guides import flat_gaussian, freeze, latent_layout, set_gaussian_buffers
 from .natural import antithetic_normals, expected_derivatives, natural_gradient_steps
 from .vectorized import log_joint, model_structure
 
@@ -113,9 +113,5 @@ def _to_fixed_point(guide, model, args, kwargs, num_steps: int, seed: int, num_s
         num_steps,
         tol=1e-4,
     )
-    scale_tril = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(precision)))
-    scale = scale_tril.pow(2).sum(-1).sqrt()
-    guide.register_buffer("loc", loc.detach())
-    guide.register_buffer("scale", scale.detach())
-    guide.register_buffer("scale_tril", (scale_tril / scale[:, None]).detach())
+    set_gaussian_buffers(guide, loc, precision)
     guide.natural_steps = steps

@@ -250,16 +250,24 @@ class LaplaceGuide(AutoMultivariateNormal):
                 f"loc {tuple(loc.shape)} / precision {tuple(precision.shape)} do not match "
                 f"the model's {guide.latent_dim} unconstrained latent dimensions"
             )
-        scale_tril = MultivariateNormal(loc, precision_matrix=precision).scale_tril
-        scale = scale_tril.pow(2).sum(-1).sqrt()
-        guide.register_buffer("loc", loc)
-        guide.register_buffer("scale", scale)
-        guide.register_buffer("scale_tril", scale_tril / scale[:, None])
+        set_gaussian_buffers(guide, loc, precision)
         guide.register_buffer("precision", precision)
         return guide
 
     def _setup_prototype(self, *args, **kwargs):
         raise RuntimeError("LaplaceGuide is built by LaplaceGuide.from_precision")
+
+
+def set_gaussian_buffers(guide: AutoMultivariateNormal, loc, precision) -> None:
+    r"""Write :math:`\mathcal N(\text{loc}, \Lambda^{-1})` into an AutoMultivariateNormal's buffers.
+
+    In its own parametrisation: ``scale[:, None] * scale_tril`` is the Cholesky factor.
+    """
+    scale_tril = MultivariateNormal(loc, precision_matrix=precision).scale_tril
+    scale = scale_tril.pow(2).sum(-1).sqrt()
+    guide.register_buffer("loc", loc.detach())
+    guide.register_buffer("scale", scale.detach())
+    guide.register_buffer("scale_tril", (scale_tril / scale[:, None]).detach())
 
 
 FAMILIES = ("delta", "diagonal", "multivariate", "lowrank")
