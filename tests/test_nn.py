@@ -1,6 +1,7 @@
 """Classifier unlearning: each loss against its formula on a tiny net, Fisher against brute force."""
 
 import copy
+import itertools
 
 import pyro
 import pytest
@@ -113,7 +114,7 @@ def test_lipschitz_loss_is_the_direct_computation(tiny):
             ).mean()
             for i in range(len(x))
         ]
-    ).mean()
+    ).sum()
     assert torch.isclose(unn.lipschitz_loss(net, x, noise), by_hand, rtol=1e-5)
 
 
@@ -140,9 +141,25 @@ def test_jit_takes_one_pass_and_options(tiny):
     )
 
 
+def test_minibatch_importance_is_the_mean_squared_minibatch_gradient(tiny):
+    net, x, y = tiny
+    importance = unn.minibatch_importance(net, x, y, batch_size=5)  # batches of 5, 5, 2
+    expected = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+    for batch in (slice(0, 5), slice(5, 10), slice(10, 12)):
+        net.zero_grad()
+        torch.nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+        for k, p in net.named_parameters():
+            expected[k] += p.grad.pow(2) / 3
+    for k in expected:
+        assert torch.allclose(importance[k], expected[k], rtol=1e-5, atol=1e-9), k
+    # squaring after averaging: not the mean of per-example squared gradients
+    per_example = unn.minibatch_importance(net, x, y, batch_size=1)
+    assert not torch.allclose(per_example["2.bias"], importance["2.bias"])
+
+
 def test_ssd_dampens_only_forget_specific_weights(tiny):
     net, x, y = tiny
-    new, info = unn.ssd(net, x[y == 0], x, alpha=1.0)
+    new, info = unn.ssd(net, x[y == 0], y[y == 0], x, y, alpha=1.0)
     changed = sum(
         int((a != b).sum())
         for a, b in zip(net.state_dict().values(), new.state_dict().values(), strict=True)
@@ -168,6 +185,17 @@ def test_pbu_and_neggrad_forget_a_class_and_stop_there(trained):
         new, info = method(net, x[forget], y[forget])
         assert info["reached_target"] and unn.accuracy(new, x[forget], y[forget]) == 0.0
         assert unn.accuracy(new, x[~forget], y[~forget]) > 0.8
+    assert unn.accuracy(net, x[forget], y[forget]) > 0.95  # the caller's network is untouched
+
+
+def test_ssd_forgets_a_class_from_minibatch_importances(trained):
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    forget = y == 3
+    new, info = unn.ssd(net, x[forget], y[forget], x, y)
+    assert info["dampened"] > 0 and unn.accuracy(new, x[forget], y[forget]) < 0.05
+    same, _ = unn.ssd(net, x[forget], y[forget], x, y)
+    assert all(torch.equal(a, b) for a, b in zip(new.parameters(), same.parameters(), strict=True))
     assert unn.accuracy(net, x[forget], y[forget]) > 0.95  # the caller's network is untouched
 
 
@@ -243,11 +271,13 @@ def test_instance_loss_is_the_formula(tiny):
     anchor = sum(
         ((1 - importance[k]) * (p - reference[k]) ** 2).sum() for k, p in net.named_parameters()
     )
-    by_hand = -ce(net(x), y) + ce(net(x_adv), y_adv) + 0.7 * anchor / 2
+    x_adv, y_adv = x_adv[:7], y_adv[:7]  # 12 forget samples, 7 adversarial examples
+    mean_over_all = lambda forget_term: (12 * forget_term + 7 * ce(net(x_adv), y_adv)) / 19  # noqa: E731
+    by_hand = mean_over_all(-ce(net(x), y)) + 0.7 * anchor / 2
     assert torch.isclose(
         unn.instance_loss(net, reference, importance, x, y, x_adv, y_adv, lam=0.7), by_hand
     )
-    relabel = ce(net(x), (y + 2) % 3) + ce(net(x_adv), y_adv) + 0.7 * anchor / 2
+    relabel = mean_over_all(ce(net(x), (y + 2) % 3)) + 0.7 * anchor / 2
     got = unn.instance_loss(
         net, reference, importance, x, y, x_adv, y_adv, lam=0.7, new_labels=(y + 2) % 3
     )
@@ -255,9 +285,10 @@ def test_instance_loss_is_the_formula(tiny):
 
 
 def test_continual_requests_keep_the_ledger_consistent(trained):
+    """Class 3 deleted in five requests, each unlearned from the previous step's network."""
     net, data = trained
     x, y = data["x_train"], data["y_train"]
-    requests = [torch.tensor([i]) for i in (5, 77, 300, 901, 1200)]
+    requests = list((y == 3).nonzero().flatten().tensor_split(5))
     final, ledger, steps = unn.continual(
         unn.instance_unlearn,
         net,
@@ -268,12 +299,13 @@ def test_continual_requests_keep_the_ledger_consistent(trained):
         data["x_test"],
         data["y_test"],
     )
-    assert ledger.forgotten == (5, 77, 300, 901, 1200)
-    assert [s["forgotten"] for s in steps] == [1, 2, 3, 4, 5]
+    assert ledger.forgotten == tuple(torch.cat(requests).tolist())
+    assert [s["forgotten"] for s in steps] == list(itertools.accumulate(map(len, requests)))
     assert all({"forget_acc", "retain_acc", "test_acc", "steps"} <= set(s) for s in steps)
-    assert steps[0]["forget_acc"] == 0.0  # the first single instance is forgotten
+    assert all(s["reached_target"] and s["forget_acc"] == 0.0 for s in steps)
+    assert steps[-1]["retain_acc"] > 0.9
     with pytest.raises(pu.RepeatedDeletionError):
-        unn.continual(unn.instance_unlearn, final, x, y, [torch.tensor([77])], ledger)
+        unn.continual(unn.instance_unlearn, final, x, y, [requests[1][:1]], ledger)
 
 
 def test_logit_confidence_is_the_log_odds_of_the_true_label():

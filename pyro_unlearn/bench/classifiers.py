@@ -79,8 +79,11 @@ def run_seed(seed: int, scenario: str, architecture: str = "mlp") -> dict[str, d
         "neggrad": lambda: unn.neggrad(net, xf, yf, target_forget_accuracy=target, seed=seed),
         "pbu": lambda: unn.pbu(net, xf, yf, target_forget_accuracy=target, seed=seed),
         "jit": lambda: unn.jit(net, xf, sigma=sigma, seed=seed),
-        "ssd": lambda: unn.ssd(net, xf, x),
+        "ssd": lambda: unn.ssd(net, xf, yf, x, y, seed=seed),
         "instance-wise": lambda: unn.instance_unlearn(net, xf, yf, seed=seed),
+        "instance-wise (2 adversarial, 20 PGD its)": lambda: unn.instance_unlearn(
+            net, xf, yf, num_adversarial=2, pgd_iterations=20, seed=seed
+        ),
     }
     rows = {}
     for name, run in methods.items():

@@ -7,15 +7,17 @@ they iterate, a dict of diagnostics. Losses, each using only the forget set
 * PBU: :math:`\alpha\,(-\mathrm{CE}) + \beta\sum_k F_{kk}(\theta_k-\theta^*_k)^2 + \gamma\sum_k(\theta_k-\theta^*_k)^2`,
   the EUBO of a Delta guide with forget weight :math:`-\alpha/n` and Gaussian anchor
   :math:`\mathcal N(\theta^*, (2\beta F + 2\gamma I)^{-1})` (see :func:`pbu_anchor`).
-* JiT: :math:`\frac1N\sum_n \|f(x)-f(x+\varepsilon_n)\|_2/\|\varepsilon_n\|_2`, one SGD pass.
+* JiT: :math:`\frac1N\sum_n \|f(x)-f(x+\varepsilon_n)\|_2/\|\varepsilon_n\|_2` per forget point, one SGD pass.
 * NegGrad: gradient ascent on the cross-entropy of :math:`D_f`.
-* SSD: dampen weights whose importance on :math:`D_f` exceeds ``alpha`` times that on all data.
+* SSD: dampen weights whose importance on :math:`D_f` exceeds ``alpha`` times that on all data
+  (squared minibatch gradients, :func:`minibatch_importance`).
 * Fine-tuning and retraining use the retained data :math:`D_r` (baselines).
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import time
 
 import pyro.distributions as dist
@@ -205,16 +207,18 @@ def neggrad(
 
 
 def lipschitz_loss(net, x, noise: torch.Tensor) -> torch.Tensor:
-    r"""JiT's smoothing loss: :math:`\frac1{BN}\sum_{i,n}\|f(x_i)-f(x_i+\varepsilon_{in})\|_2/\|\varepsilon_{in}\|_2`.
+    r"""JiT's smoothing loss: :math:`\sum_{i=1}^{B}\frac1N\sum_{n}\|f(x_i)-f(x_i+\varepsilon_{in})\|_2/\|\varepsilon_{in}\|_2`.
 
-    ``noise`` has shape ``(N, B, *x.shape[1:])``.
+    ``noise`` has shape ``(N, B, *x.shape[1:])``. Summed over the batch: JiT's Algorithm 1
+    takes one step per forget point, and a batch of ``B`` points stands for ``B`` such
+    steps (the authors' code sums too).
     """
     clean = net(x)
     perturbed = net((x.unsqueeze(0) + noise).reshape((-1,) + x.shape[1:])).reshape(
         noise.shape[:2] + clean.shape[1:]
     )
     ratio = (clean.unsqueeze(0) - perturbed).norm(dim=-1) / noise.flatten(2).norm(dim=-1)
-    return ratio.mean()
+    return ratio.mean(0).sum()
 
 
 def jit(
@@ -259,16 +263,50 @@ def jit(
     }
 
 
-def ssd(net: nn.Module, x_forget, x_all, *, alpha: float = 10.0, lam: float = 1.0):
+def minibatch_importance(net: nn.Module, x, y, *, batch_size: int = 64) -> dict[str, torch.Tensor]:
+    r"""SSD's parameter importance: squared minibatch gradients of the cross-entropy, averaged.
+
+    .. math:: []_k = \frac1B \sum_{b=1}^{B} \big(\partial_{\theta_k} \mathrm{CE}_{\text{mean}}(f_\theta(x_b), y_b)\big)^2
+
+    over the ``B`` consecutive minibatches of ``(x, y)``. Unlike the expected Fisher, the
+    gradients are averaged *before* squaring: they add up within a minibatch of one class
+    and cancel within a minibatch of all classes at a trained optimum, which is what lets
+    SSD's ratio test single out forget-specific weights (the authors' implementation).
+    """
+    importance = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+    batches = torch.arange(len(x), device=x.device).split(batch_size)
+    for batch in batches:
+        grads = torch.autograd.grad(
+            nn.functional.cross_entropy(net(x[batch]), y[batch]), list(net.parameters())
+        )
+        for (k, _), g in zip(net.named_parameters(), grads, strict=True):
+            importance[k] += g.pow(2)
+    return {k: v / len(batches) for k, v in importance.items()}
+
+
+def ssd(
+    net: nn.Module,
+    x_forget,
+    y_forget,
+    x_all,
+    y_all,
+    *,
+    alpha: float = 10.0,
+    lam: float = 1.0,
+    batch_size: int = 64,
+    seed: int = 0,
+):
     r"""Selective synaptic dampening (Foster et al. 2023), zero-shot from importances.
 
-    With diagonal Fisher importances :math:`[]_f` on the forget set and :math:`[]_D` on all
-    training data, every weight with :math:`[]_{f,k} > \alpha []_{D,k}` is multiplied by
+    With importances :math:`[]_f` on the forget set and :math:`[]_D` on all training data
+    (:func:`minibatch_importance`; the training data shuffled by ``seed``), every weight
+    with :math:`[]_{f,k} > \alpha []_{D,k}` is multiplied by
     :math:`\min(\lambda []_{D,k}/[]_{f,k}, 1)`.
     """
     start = time.perf_counter()
-    forget_importance = diagonal_fisher(net, x_forget)
-    all_importance = diagonal_fisher(net, x_all)
+    order = _rng.permutation(len(x_all), _rng.generator(seed))
+    forget_importance = minibatch_importance(net, x_forget, y_forget, batch_size=batch_size)
+    all_importance = minibatch_importance(net, x_all[order], y_all[order], batch_size=batch_size)
     net = copy.deepcopy(net)
     dampened = 0
     with torch.no_grad():
@@ -316,7 +354,7 @@ def _register() -> None:
     wrap("pbu", pbu)
     wrap("neggrad", neggrad)
     wrap("jit", jit, needs_labels=False)
-    wrap("ssd", ssd, needs_labels=False)
+    wrap("ssd", ssd)
     wrap("instance", instance_unlearn)
 
 
@@ -358,17 +396,27 @@ def mas_importance(net: nn.Module, x) -> dict[str, torch.Tensor]:
 def instance_loss(
     net, reference, importance, x, y, x_adv, y_adv, lam: float = 1.0, new_labels=None
 ) -> torch.Tensor:
-    r""":math:`-\mathrm{CE}(f(x_f), y_f)` (or :math:`+\mathrm{CE}` to ``new_labels``)
-    :math:`+ \mathrm{CE}(f(x_{adv}), y_{adv}) + \lambda\sum_k (1-\tilde\Omega_k)(\theta_k-\theta^*_k)^2/2`."""
-    forget_term = (
-        nn.functional.cross_entropy(net(x), new_labels)
+    r"""One minibatch of instance-wise unlearning: every example counts once.
+
+    .. math:: \frac{\sum_{i\in B_f} -\mathrm{CE}(f(x_i), y_i) + \sum_{j\in B_{adv}} \mathrm{CE}(f(x_j), y_j)}{|B_f| + |B_{adv}|}
+        + \frac\lambda2 \sum_k (1-\tilde\Omega_k)(\theta_k-\theta^*_k)^2
+
+    (:math:`+\mathrm{CE}` to ``new_labels`` instead of :math:`-\mathrm{CE}` when given). Each
+    forget sample weighs as much as one adversarial example, as in the authors' code: with
+    twenty adversarial examples per sample the ascent cannot outrun the examples that hold
+    the other classes' boundaries.
+    """
+    ce = nn.functional.cross_entropy
+    forget_sum = (
+        ce(net(x), new_labels, reduction="sum")
         if new_labels is not None
-        else -nn.functional.cross_entropy(net(x), y)
+        else -ce(net(x), y, reduction="sum")
     )
+    adversarial_sum = ce(net(x_adv), y_adv, reduction="sum")
     anchor = sum(
         ((1 - importance[k]) * (p - reference[k]).pow(2)).sum() for k, p in net.named_parameters()
     )
-    return forget_term + nn.functional.cross_entropy(net(x_adv), y_adv) + lam * anchor / 2
+    return (forget_sum + adversarial_sum) / (len(x) + len(x_adv)) + lam * anchor / 2
 
 
 def instance_unlearn(
@@ -382,6 +430,7 @@ def instance_unlearn(
     pgd_iterations: int = 100,
     lam: float = 1.0,
     lr: float = 1e-3,
+    batch_size: int = 128,
     max_steps: int = 200,
     new_labels=None,
     seed: int = 0,
@@ -391,7 +440,9 @@ def instance_unlearn(
     Targeted-PGD adversarial examples of each forget sample (``num_adversarial`` random
     target labels other than its own) keep the decision boundaries of the other classes;
     the MAS-weighted anchor keeps the weights that matter for the forget samples'
-    features. SGD (momentum 0.9, weight decay 1e-4) until the forget accuracy reaches 0.
+    features. SGD (momentum 0.9, weight decay 1e-4) on :func:`instance_loss`, one step per
+    minibatch of ``batch_size`` adversarial examples paired with the next minibatch of
+    forget samples, until the forget accuracy reaches 0 (or ``max_steps``).
     """
     g = _rng.generator(seed)
     classes = net(x_forget[:1]).shape[-1]
@@ -404,19 +455,34 @@ def instance_unlearn(
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
     new = copy.deepcopy(net)
     optim = torch.optim.SGD(new.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    forget_batches = itertools.cycle(torch.arange(len(x_forget)).split(batch_size))
     start, steps = time.perf_counter(), 0
-    while accuracy(new, x_forget, y_forget) > 0.0 and steps < max_steps:
-        optim.zero_grad()
-        loss = instance_loss(
-            new, reference, importance, x_forget, y_forget, x_adv, y_adv, lam, new_labels
-        )
-        _check_finite(loss, "instance-wise unlearning", steps)
-        loss.backward()
-        optim.step()
-        steps += 1
+    forgotten = accuracy(new, x_forget, y_forget) == 0.0
+    while not forgotten and steps < max_steps:
+        for adversarial in _rng.permutation(len(x_adv), g).split(batch_size):
+            batch = next(forget_batches)
+            optim.zero_grad()
+            loss = instance_loss(
+                new,
+                reference,
+                importance,
+                x_forget[batch],
+                y_forget[batch],
+                x_adv[adversarial],
+                y_adv[adversarial],
+                lam,
+                None if new_labels is None else new_labels[batch],
+            )
+            _check_finite(loss, "instance-wise unlearning", steps)
+            loss.backward()
+            optim.step()
+            steps += 1
+            forgotten = accuracy(new, x_forget, y_forget) == 0.0
+            if forgotten or steps >= max_steps:
+                break
     info = {
         "steps": steps,
-        "reached_target": accuracy(new, x_forget, y_forget) == 0.0,
+        "reached_target": forgotten,
         "adversarial_success": accuracy(net, x_adv, y_adv),
         "seconds": time.perf_counter() - start,
     }
