@@ -60,6 +60,21 @@ def test_diagonal_fisher_equals_brute_force(tiny, path):
         assert torch.allclose(fast[k], brute[k], rtol=1e-4, atol=1e-7), k
 
 
+@pytest.mark.parametrize("path", ["linear fast path", "generic"])
+def test_output_sensitivity_equals_per_example_gradients(tiny, path):
+    net, x, _ = tiny
+    net = net if path == "linear fast path" else Scaled(net)
+    brute = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+    for xi in x:
+        grads = torch.autograd.grad(net(xi.unsqueeze(0)).pow(2).sum(), list(net.parameters()))
+        for (k, _), g in zip(net.named_parameters(), grads, strict=True):
+            brute[k] += g.abs() / len(x)
+    fast = unn.output_sensitivity(net, x)
+    assert list(fast) == list(brute)
+    for k in brute:
+        assert torch.allclose(fast[k], brute[k], rtol=1e-4, atol=1e-7), k
+
+
 def test_pbu_loss_is_the_formula(tiny):
     net, x, y = tiny
     reference = {k: v.detach().clone() + 0.1 for k, v in net.named_parameters()}
@@ -282,6 +297,22 @@ def test_instance_loss_is_the_formula(tiny):
         net, reference, importance, x, y, x_adv, y_adv, lam=0.7, new_labels=(y + 2) % 3
     )
     assert torch.isclose(got, relabel)
+
+
+def test_instance_unlearning_to_runner_up_labels(trained):
+    """CE to the second-ranked class: the images move there and the other classes stay."""
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    forget = y == 3
+    labels = unn.runner_up_labels(net, x[forget], y[forget])
+    assert (labels != 3).all() and len(labels.unique()) > 1
+    new, info = unn.instance_unlearn(
+        net, x[forget], y[forget], new_labels=labels, num_adversarial=2, pgd_iterations=20
+    )
+    assert info["reached_target"] and unn.accuracy(new, x[forget], labels) > 0.5  # was 0
+    assert unn.accuracy(new, x[~forget], y[~forget]) > 0.97
+    with pytest.raises(ValueError, match="one label per input"):
+        unn.runner_up_labels(net, x[:3], y[:2])
 
 
 def test_continual_requests_keep_the_ledger_consistent(trained):

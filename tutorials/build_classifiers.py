@@ -64,6 +64,17 @@ for name, method in [
     ("JiT (defaults)", lambda: unn.jit(net, x_f)),
     ("SSD", lambda: unn.ssd(net, x_f, y_f, x, y)),
     ("instance-wise", lambda: unn.instance_unlearn(net, x_f, y_f, num_adversarial=5)),
+    (
+        "instance-wise, CE to runner-up",
+        lambda: unn.instance_unlearn(
+            net,
+            x_f,
+            y_f,
+            new_labels=unn.runner_up_labels(net, x_f, y_f),
+            num_adversarial=2,
+            pgd_iterations=20,
+        ),
+    ),
 ]:
     start = time.perf_counter()
     model, info = method()
@@ -125,7 +136,7 @@ except pu.RepeatedDeletionError as error:
 
 - *PBU* (Panda, Sourav & Prathosh, 2024) reports forgetting a class with retain accuracy close
   to the original. Measured here (3 seeds, `pyro-unlearn bench --suite classifiers`): forget
-  accuracy 0 and a membership attack within 0.03 of retraining at 31× its speed, but 7
+  accuracy 0 and a membership attack within 0.04 of retraining at 25× its speed, but 7
   points of retain accuracy lost (our target was 2). The authors' γ = 4000 cancelled the
   ascent entirely on digits; the default here is γ = 40.
 - *JiT* (Foster et al., 2024) reports zero-shot forgetting by Lipschitz smoothing. At its
@@ -133,10 +144,14 @@ except pu.RepeatedDeletionError as error:
   collapsed retain accuracy.
 - *Instance-wise unlearning* (Cha et al., 2024) reports that adversarial examples and weight
   importance keep the other classes intact while instances are forgotten. For the whole class
-  3 it forgot the class and kept more retain accuracy than PBU or NegGrad, though still
-  below retraining, and the class deleted in five requests was forgotten after the first
-  (the later requests needed 4, then 0 steps). On five requests of five random images its stopping
-  rule, forget accuracy 0, is out of reach without damage: each forget sample weighs as much
+  3 its default (−CE) forgot the class and kept more retain accuracy than PBU or NegGrad,
+  though still below retraining. In its relabelling mode, with each image relabelled as the
+  class the network ranks second (`unn.runner_up_labels`), it stays close to retraining:
+  over 3 seeds in the benchmark, retain and test accuracy within 2 points, the membership
+  attack within 0.05, 13× faster than retraining. −CE raises every other class's logit on
+  the forgotten images; CE to one label stops once that label wins. With the class deleted
+  in five requests (section 2), the default forgot it with the first request (the later ones
+  needed 4, then 0 steps). On five requests of five random images its stopping rule, forget accuracy 0, is out of reach without damage: each forget sample weighs as much
   as one adversarial example (the authors' weighting), the ascent on a confidently
   classified image is slow, and once it breaks through it takes the network with it (the
   benchmark measured the same on a random 10% of the training set). Stopping at the

@@ -84,6 +84,18 @@ def run_seed(seed: int, scenario: str, architecture: str = "mlp") -> dict[str, d
         "instance-wise (2 adversarial, 20 PGD its)": lambda: unn.instance_unlearn(
             net, xf, yf, num_adversarial=2, pgd_iterations=20, seed=seed
         ),
+        "instance-wise, CE to runner-up": lambda: unn.instance_unlearn(
+            net, xf, yf, new_labels=unn.runner_up_labels(net, xf, yf), seed=seed
+        ),
+        "instance-wise, CE to runner-up (2 adversarial, 20 PGD its)": lambda: unn.instance_unlearn(
+            net,
+            xf,
+            yf,
+            new_labels=unn.runner_up_labels(net, xf, yf),
+            num_adversarial=2,
+            pgd_iterations=20,
+            seed=seed,
+        ),
     }
     rows = {}
     for name, run in methods.items():

@@ -1,6 +1,6 @@
 """Unlearning for neural classifiers (point estimates): PBU, JiT, baselines and metrics."""
 
-from .fisher import diagonal_fisher
+from .fisher import diagonal_fisher, output_sensitivity
 from .methods import (
     accuracy,
     continual,
@@ -16,6 +16,7 @@ from .methods import (
     pbu_anchor,
     pbu_loss,
     retrain,
+    runner_up_labels,
     ssd,
     targeted_pgd,
     train,
@@ -42,11 +43,13 @@ __all__ = [
     "membership_attack",
     "mlp",
     "neggrad",
+    "output_sensitivity",
     "pbu",
     "pbu_anchor",
     "pbu_loss",
     "per_sample",
     "retrain",
+    "runner_up_labels",
     "small_cnn",
     "ssd",
     "train",

@@ -1,8 +1,13 @@
-r"""The exact expected Fisher information of a classifier, diagonal.
+r"""Per-parameter importances of a classifier, from per-example gradients.
 
-.. math:: F_{kk} = \frac1n \sum_i \sum_c p_\theta(c\mid x_i)\, \big(\partial_{\theta_k} \log p_\theta(c\mid x_i)\big)^2
+The diagonal of the exact expected Fisher information,
 
-computed with per-example, per-class gradients (``torch.func.vmap`` over ``grad``).
+.. math:: F_{kk} = \frac1n \sum_i \sum_c p_\theta(c\mid x_i)\, \big(\partial_{\theta_k} \log p_\theta(c\mid x_i)\big)^2,
+
+and MAS's output sensitivity :math:`\frac1n\sum_i |\partial_{\theta_k} \|f_\theta(x_i)\|_2^2|`.
+Networks whose parameters all belong to ``nn.Linear`` layers take a fast path (each
+example's weight gradient is the outer product :math:`\delta_i a_i^\top` of the gradient at
+the layer's output and the layer's input); others use ``torch.func.vmap`` over ``grad``.
 """
 
 from __future__ import annotations
@@ -49,7 +54,8 @@ def _owns_parameters(module: nn.Module) -> bool:
     return next(module.parameters(recurse=False), None) is not None
 
 
-def _linear_fisher(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+def _forward_recording_linears(net: nn.Module, x: torch.Tensor):
+    """``net(x)``, with each ``nn.Linear`` layer's input (detached) and output kept by name."""
     inputs, outputs = {}, {}
     linears = {name: m for name, m in net.named_modules() if isinstance(m, nn.Linear)}
 
@@ -61,10 +67,15 @@ def _linear_fisher(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
 
     handles = [m.register_forward_hook(hook(name)) for name, m in linears.items()]
     try:
-        log_p = net(x).log_softmax(-1)
+        return net(x), linears, inputs, outputs
     finally:
         for h in handles:
             h.remove()
+
+
+def _linear_fisher(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    logits, linears, inputs, outputs = _forward_recording_linears(net, x)
+    log_p = logits.log_softmax(-1)
     probs = log_p.detach().exp()
     fisher = {
         f"{name}.{p}": torch.zeros_like(getattr(m, p))
@@ -84,3 +95,29 @@ def _linear_fisher(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
             if f"{name}.bias" in fisher:
                 fisher[f"{name}.bias"] += d2.sum(0)
     return {k: v / len(x) for k, v in fisher.items()}
+
+
+def output_sensitivity(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    r"""MAS's importance before normalisation: :math:`\frac1n\sum_i |\partial_{\theta_k} \|f_\theta(x_i)\|_2^2|`.
+
+    One backward pass for ``nn.Linear`` networks (:math:`|\delta_i a_i^\top| = |\delta_i|\,|a_i|^\top`),
+    per-example gradients otherwise.
+    """
+    if all(isinstance(m, nn.Linear) for m in net.modules() if _owns_parameters(m)):
+        out, linears, inputs, outputs = _forward_recording_linears(net, x)
+        names = list(linears)
+        deltas = torch.autograd.grad(out.pow(2).sum(), [outputs[n] for n in names])
+        importance = {}
+        for name, delta in zip(names, deltas, strict=True):
+            importance[f"{name}.weight"] = delta.abs().T @ inputs[name].abs()
+            if linears[name].bias is not None:
+                importance[f"{name}.bias"] = delta.abs().sum(0)
+        return {k: importance[k] / len(x) for k, _ in net.named_parameters()}
+    params = {k: v.detach() for k, v in net.named_parameters()}
+    buffers = {k: v.detach() for k, v in net.named_buffers()}
+
+    def squared_norm(p, xi):
+        return functional_call(net, (p, buffers), (xi.unsqueeze(0),)).pow(2).sum()
+
+    grads = vmap(grad(squared_norm), in_dims=(None, 0))(params, x)
+    return {k: g.abs().mean(0) for k, g in grads.items()}
