@@ -243,6 +243,10 @@ def test_point_methods_through_unlearn(trained):
     forget = y == 3
     result = pu.unlearn(unn.ClassifierModel(net), net, x[forget], y[forget], method="pbu")
     assert isinstance(result.guide, torch.nn.Module) and result.diagnostics["reached_target"]
+    dampened = pu.unlearn(
+        unn.ClassifierModel(net), net, x[forget], y[forget], method="ssd", x_all=x, y_all=y
+    )
+    assert dampened.diagnostics["dampened"] > 0
     ledger = pu.ForgetLedger(len(y))
     ids = forget.nonzero().flatten()
     first = pu.unlearn(
