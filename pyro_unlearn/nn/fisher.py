@@ -27,10 +27,9 @@ def diagonal_fisher(
     output, and the squared weight gradient is :math:`\\delta^2 (a^2)^\top` per example.
     Other networks use per-example, per-class gradients (``torch.func``).
     """
-    if all(isinstance(m, nn.Linear) for m in net.modules() if _owns_parameters(m)):
+    if _only_linear_layers(net):
         return _linear_fisher(net, x)
-    params = {k: v.detach() for k, v in net.named_parameters()}
-    buffers = {k: v.detach() for k, v in net.named_buffers()}
+    params, buffers = _detached_state(net)
 
     def log_prob(p, xi, onehot):
         logits = functional_call(net, (p, buffers), (xi.unsqueeze(0),))
@@ -50,8 +49,21 @@ def diagonal_fisher(
     return {k: v / len(x) for k, v in fisher.items()}
 
 
-def _owns_parameters(module: nn.Module) -> bool:
-    return next(module.parameters(recurse=False), None) is not None
+def _only_linear_layers(net: nn.Module) -> bool:
+    """Whether every module that owns parameters is an ``nn.Linear`` (the fast paths)."""
+    return all(
+        isinstance(m, nn.Linear)
+        for m in net.modules()
+        if next(m.parameters(recurse=False), None) is not None
+    )
+
+
+def _detached_state(net: nn.Module) -> tuple[dict, dict]:
+    """Parameters and buffers by name, detached, for ``functional_call`` under ``vmap``."""
+    return (
+        {k: v.detach() for k, v in net.named_parameters()},
+        {k: v.detach() for k, v in net.named_buffers()},
+    )
 
 
 def _forward_recording_linears(net: nn.Module, x: torch.Tensor):
@@ -103,7 +115,7 @@ def output_sensitivity(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
     One backward pass for ``nn.Linear`` networks (:math:`|\delta_i a_i^\top| = |\delta_i|\,|a_i|^\top`),
     per-example gradients otherwise.
     """
-    if all(isinstance(m, nn.Linear) for m in net.modules() if _owns_parameters(m)):
+    if _only_linear_layers(net):
         out, linears, inputs, outputs = _forward_recording_linears(net, x)
         names = list(linears)
         deltas = torch.autograd.grad(out.pow(2).sum(), [outputs[n] for n in names])
@@ -113,8 +125,7 @@ def output_sensitivity(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
             if linears[name].bias is not None:
                 importance[f"{name}.bias"] = delta.abs().sum(0)
         return {k: importance[k] / len(x) for k, _ in net.named_parameters()}
-    params = {k: v.detach() for k, v in net.named_parameters()}
-    buffers = {k: v.detach() for k, v in net.named_buffers()}
+    params, buffers = _detached_state(net)
 
     def squared_norm(p, xi):
         return functional_call(net, (p, buffers), (xi.unsqueeze(0),)).pow(2).sum()
