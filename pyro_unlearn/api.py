@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+import torch
+
 from .handlers.plate_mask import MaskLike
 from .ledger import ForgetLedger
 
@@ -25,6 +27,99 @@ def register_method(name: str) -> Callable[[Callable], Callable]:
 def available_methods() -> list[str]:
     """Names accepted by ``unlearn(..., method=...)``."""
     return sorted(_METHODS)
+
+
+class UnsupportedPosteriorError(TypeError):
+    """The method cannot use a posterior of this kind (it names the methods that can)."""
+
+
+#: what each method takes: "gaussian" (the Gaussian autoguides, LaplaceGuide,
+#: ``laplace_approximation()``), "point" (AutoDelta, AutoLaplaceApproximation, with
+#: ``full_args``), "flow" (AutoNormalizingFlow and its subclasses), "draws" (MCMC, a dict of
+#: draws, a Reference), "network" (a torch classifier)
+ACCEPTS: dict[str, tuple[str, ...]] = {
+    "laplace": ("gaussian", "point"),
+    "eubo": ("gaussian", "flow"),
+    "rkl": ("gaussian", "flow"),
+    "smc": ("gaussian", "flow"),
+    "psis": ("draws",),
+    **{name: ("network",) for name in ("pbu", "jit", "neggrad", "ssd", "instance")},
+}
+
+_KIND_NAMES = {
+    "gaussian": "a Gaussian guide (AutoNormal, AutoDiagonalNormal, AutoMultivariateNormal, "
+    "AutoLowRankMultivariateNormal, laplace_approximation(), LaplaceGuide)",
+    "point": "a point estimate (AutoDelta, AutoLaplaceApproximation) with full_args",
+    "flow": "a normalizing-flow guide (AutoNormalizingFlow, AutoIAFNormal, AutoBNAFNormal)",
+    "draws": "posterior draws (pyro.infer.MCMC, a dict of draws, a Reference)",
+    "network": "a trained torch classifier (nn.Module)",
+    "weighted draws": "weighted draws (WeightedSamples)",
+    "guide function": "a guide function",
+    "other guide": "an autoguide that is not Gaussian",
+}
+
+
+def posterior_kind(posterior) -> str:
+    """What kind of fitted posterior ``posterior`` is, for :data:`ACCEPTS`."""
+    from pyro.infer.autoguide import (
+        AutoDelta,
+        AutoDiagonalNormal,
+        AutoGuide,
+        AutoLaplaceApproximation,
+        AutoLowRankMultivariateNormal,
+        AutoMultivariateNormal,
+        AutoNormal,
+        AutoNormalizingFlow,
+    )
+
+    from .samples import WeightedSamples
+
+    if isinstance(posterior, UnlearnResult):
+        posterior = posterior.guide
+    if isinstance(posterior, WeightedSamples):
+        return "weighted draws"
+    is_reference = hasattr(posterior, "flat") and hasattr(posterior, "samples")
+    if isinstance(posterior, dict) or is_reference or hasattr(posterior, "get_samples"):
+        return "draws"
+    if isinstance(posterior, AutoLaplaceApproximation | AutoDelta):
+        return "point"
+    if isinstance(posterior, AutoNormalizingFlow):
+        return "flow"
+    gaussian = (
+        AutoNormal,
+        AutoDiagonalNormal,
+        AutoMultivariateNormal,
+        AutoLowRankMultivariateNormal,
+    )
+    if isinstance(posterior, gaussian):
+        return "gaussian"
+    if isinstance(posterior, AutoGuide):
+        return "other guide"
+    if isinstance(posterior, torch.nn.Module):
+        return "network"
+    return "guide function"
+
+
+def check_posterior(method: str, posterior) -> None:
+    """Refuse, before any work, a posterior the method cannot use; name those that can."""
+    accepted = ACCEPTS.get(method)
+    if accepted is None:
+        return
+    kind = posterior_kind(posterior)
+    if kind in accepted:
+        return
+    takers = sorted(m for m, kinds in ACCEPTS.items() if kind in kinds and m in _METHODS)
+    hint = (
+        (f"use method={takers[0]!r}" if len(takers) == 1 else f"methods {takers} take it")
+        if takers
+        else "no method takes it: fit a Gaussian guide (pyro_unlearn.fit_svi or fit_laplace)"
+    )
+    if kind == "weighted draws":
+        hint = "unlearn again from the original draws (or resample them: posterior.resample())"
+    raise UnsupportedPosteriorError(
+        f"method={method!r} takes {' or '.join(_KIND_NAMES[k] for k in accepted)}; got "
+        f"{_KIND_NAMES[kind]} ({type(posterior).__name__}): {hint}"
+    )
 
 
 @dataclass
@@ -108,6 +203,7 @@ def unlearn(
     """
     if method not in _METHODS:
         raise ValueError(f"unknown unlearning method {method!r}; available: {available_methods()}")
+    check_posterior(method, guide)
     ledger = ledger if ledger is not None else getattr(guide, "ledger", None)
     if ids is None and mask is not None and ledger is not None:
         ids = mask

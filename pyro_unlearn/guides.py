@@ -36,6 +36,8 @@ from pyro.infer.autoguide import (
 from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroParam
 
+from ._user_model import user_call
+
 
 class GuideNotFittedError(ValueError):
     """The guide has never been run, so it has no parameters to unlearn from."""
@@ -228,7 +230,7 @@ class LaplaceGuide(AutoMultivariateNormal):
         The site layout comes from the fitted guide ``like`` or, failing that, from
         running ``model(*model_args, **model_kwargs)`` once.
         """
-        guide = cls(model)
+        guide = cls(user_call(model))
         if like is not None:
             check_fitted(like)
             guide.prototype_trace = like.prototype_trace
@@ -241,7 +243,8 @@ class LaplaceGuide(AutoMultivariateNormal):
             }
             guide.latent_dim = sum(s.size for s in layout)
         else:
-            AutoContinuous._setup_prototype(guide, *model_args, **(model_kwargs or {}))
+            with torch.random.fork_rng():  # one model run, drawing from the prior
+                AutoContinuous._setup_prototype(guide, *model_args, **(model_kwargs or {}))
         loc = loc.detach().clone()
         precision = precision.detach().clone()
         precision = (precision + precision.T) / 2
@@ -303,10 +306,10 @@ def trainable_copy(guide, model, *args, family: str | None = None, **kwargs) -> 
         "multivariate": AutoMultivariateNormal,
         "lowrank": AutoLowRankMultivariateNormal,
     }[family]
-    with pyro.settings.context(module_local_params=True):
-        copy = cls(model)
+    with pyro.settings.context(module_local_params=True), torch.random.fork_rng():
+        copy = cls(user_call(model))
         copy._pyro_name = f"unlearn_{next(_COPY_IDS)}_{cls.__name__}"
-        copy._setup_prototype(*args, **kwargs)
+        copy._setup_prototype(*args, **kwargs)  # one model run (prior draws): RNG forked
         if [s.shape for s in latent_layout(copy)] != [s.shape for s in layout]:
             raise ValueError(
                 "the model's latent shapes under the forget data differ from the guide's: "
@@ -377,3 +380,49 @@ def freeze(guide: AutoGuide) -> AutoGuide:
                 module.register_buffer(name, value)
     guide.fitted_by = "variational"  # tells it apart from a Laplace approximation's buffers
     return guide
+
+
+def trainable_view(guide: AutoGuide, layout: list[LatentSite]):
+    r"""``draw(P) -> (z, log q(z))``: reparameterised draws of a trainable guide's flat posterior.
+
+    ``z`` has shape ``(P, d)`` in the unconstrained space (the order of ``layout``), and
+    gradients flow into the guide's parameters. Call it where the guide's parameters are read
+    (under ``module_local_params=True`` for the library's copies). A point estimate
+    (AutoDelta) returns its one point with :math:`\log q = 0` (it has no entropy term).
+    """
+    if isinstance(guide, AutoContinuous):
+
+        def draw(num: int):
+            posterior = guide.get_posterior()
+            z = posterior.rsample((num,))
+            return z, posterior.log_prob(z)
+
+        return draw
+    if isinstance(guide, AutoNormal):
+
+        def draw(num: int):
+            locs, scales = [], []
+            for site in layout:
+                loc, scale = guide._get_loc_and_scale(site.name)
+                locs.append(loc.reshape(-1))
+                scales.append(scale.reshape(-1))
+            posterior = Normal(torch.cat(locs), torch.cat(scales)).to_event(1)
+            z = posterior.rsample((num,))
+            return z, posterior.log_prob(z)
+
+        return draw
+    if isinstance(guide, AutoDelta):
+
+        def draw(num: int):
+            z = torch.cat([s.unconstrain(_attribute(guide, s.name)).reshape(-1) for s in layout])
+            return z.unsqueeze(0), z.new_zeros(1)
+
+        return draw
+    raise TypeError(f"{type(guide).__name__} is not a trainable autoguide family")
+
+
+def _attribute(module, dotted: str):
+    """``module.a.b`` for the name ``"a.b"`` (how autoguides nest PyroModule site names)."""
+    for part in dotted.split("."):
+        module = getattr(module, part)
+    return module

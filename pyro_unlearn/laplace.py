@@ -19,15 +19,13 @@ from collections.abc import Iterable
 
 import pyro.distributions as dist
 import torch
-from pyro import poutine
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from pyro.infer.autoguide import AutoDelta, AutoLaplaceApproximation
 
 from .api import register_method
-from .guides import LaplaceGuide, LatentSite, check_fitted, flat_gaussian, latent_layout, unpack
-from .handlers import forget
+from .guides import LaplaceGuide, LatentSite, check_fitted, flat_gaussian, latent_layout
 from .handlers.plate_mask import MaskLike
-from .vectorized import SetLatents
+from .model_eval import ModelEvaluator, as_values, forget_evaluator
 
 HESSIANS = ("full", "diag", "ggn")
 PSD_REPAIRS = ("raise", "clip")
@@ -38,38 +36,21 @@ class NotPositiveDefiniteError(ValueError):
     """The downdated precision :math:`H_r` is not positive definite."""
 
 
-def trace_at(model, layout: list[LatentSite], z: torch.Tensor, args: tuple, kwargs: dict):
-    """Trace ``model(*args, **kwargs)`` with its latent sites set from the flat vector ``z``."""
-    try:
-        trace = poutine.trace(SetLatents(unpack(layout, z))(model)).get_trace(*args, **kwargs)
-        trace.compute_log_prob()
-    except (RuntimeError, IndexError) as error:
-        raise ValueError(
-            f"running the model on the given data failed ({error}); check that the data "
-            "have the shapes and types of those the guide was fitted on"
-        ) from error
-    missing = [site.name for site in layout if site.name not in trace.nodes]
-    if missing:
-        raise ValueError(f"latent sites {missing} of the guide are absent from the model")
-    return trace
+def _flat_function(evaluator: ModelEvaluator, layout: list[LatentSite], fn: str):
+    """``z -> evaluator.<fn>`` at one flat unconstrained vector ``z`` (shape ``(d,)``)."""
+
+    def at(z: torch.Tensor) -> torch.Tensor:
+        if fn == "log_joint":
+            return evaluator.log_joint(layout, z.unsqueeze(0))[0]
+        return evaluator.log_likelihood(as_values(layout, z.unsqueeze(0)))[0]
+
+    return at
 
 
-def _observed(trace):
-    return [s for s in trace.nodes.values() if s["type"] == "sample" and s["is_observed"]]
-
-
-def forget_nll_function(forget_model, layout: list[LatentSite], args: tuple, kwargs: dict):
-    """``z -> sum of the observed sites' scaled log-probabilities`` of ``forget_model``.
-
-    Under ``forget(weight=-1)`` this is :math:`\\ell_e(z) = -\\log p(D_e \\mid \theta(z))`.
-    """
-
-    def forget_nll(z):
-        return sum(
-            s["log_prob_sum"] for s in _observed(trace_at(forget_model, layout, z, args, kwargs))
-        )
-
-    return forget_nll
+def forget_nll_function(evaluator: ModelEvaluator, layout: list[LatentSite]):
+    r"""``z -> \ell_e(z) = -\log p(D_e \mid \theta(z))`` for a forget-set evaluator."""
+    log_lik = _flat_function(evaluator, layout, "log_likelihood")
+    return lambda z: -log_lik(z)
 
 
 def _full_data_mode_and_precision(model, guide, layout, full_args, full_kwargs):
@@ -86,17 +67,8 @@ def _full_data_mode_and_precision(model, guide, layout, full_args, full_kwargs):
         else:
             median = guide.median(*full_args, **full_kwargs)
             z_full = torch.cat([s.unconstrain(median[s.name]).reshape(-1) for s in layout])
-
-    def neg_log_joint(z):
-        trace = trace_at(model, layout, z, full_args, full_kwargs)
-        log_jacobian = 0.0
-        for site in layout:
-            z_site = z[site.slice].reshape(site.unconstrained_shape)
-            ladj = site.transform.log_abs_det_jacobian(z_site, trace.nodes[site.name]["value"])
-            log_jacobian = log_jacobian + ladj.sum()
-        return -(trace.log_prob_sum() + log_jacobian)
-
-    return z_full, torch.autograd.functional.hessian(neg_log_joint, z_full)
+    log_joint = _flat_function(ModelEvaluator(model, full_args, full_kwargs), layout, "log_joint")
+    return z_full, torch.autograd.functional.hessian(lambda z: -log_joint(z), z_full)
 
 
 def _unwrap(fn):
@@ -113,7 +85,7 @@ def _fisher_outputs(site) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """
     fn = site["fn"]
     shape = fn.batch_shape + fn.event_shape
-    weight = -torch.as_tensor(site["scale"], dtype=torch.get_default_dtype())
+    weight = torch.as_tensor(site["scale"], dtype=torch.get_default_dtype())  # of -log p
     if site["mask"] is not None:
         weight = weight * site["mask"]
     weight = weight.expand(fn.batch_shape).reshape(fn.batch_shape + (1,) * len(fn.event_shape))
@@ -141,24 +113,35 @@ def _fisher_outputs(site) -> list[tuple[torch.Tensor, torch.Tensor]]:
     )
 
 
-def _ggn(forget_model, layout, z: torch.Tensor, args, kwargs) -> torch.Tensor:
+def _ggn(evaluator: ModelEvaluator, layout, z: torch.Tensor) -> torch.Tensor:
     r"""Generalised Gauss-Newton :math:`\sum_i J_i^\top F_i J_i` of :math:`\ell_e` at ``z``.
 
     :math:`F_i` is the Fisher information of observation :math:`i` with respect to the
     distribution's own parameters (logits, loc/scale, rate): positive semi-definite, so
     the GGN never makes :math:`H_r` less definite than :math:`H_D` allows.
     """
-    blocks = [
-        fisher
-        for site in _observed(trace_at(forget_model, layout, z, args, kwargs))
-        for _, fisher in _fisher_outputs(site)
-    ]
+    if evaluator.enumerated_sites:
+        raise NotImplementedError(
+            f"hessian='ggn' needs the likelihood's own parameters, which enumerated sites "
+            f"{evaluator.enumerated_sites} mix: use hessian='full' (with psd='clip')"
+        )
+
+    def observed(z_):
+        values = {k: v[0] for k, v in as_values(layout, z_.unsqueeze(0)).items()}
+        names = evaluator.forget_sites
+        return [
+            site
+            for trace in evaluator.traces(values)
+            for site in trace.nodes.values()
+            if site["type"] == "sample"
+            and site["is_observed"]
+            and (names is None or site["name"] in names)
+        ]
+
+    blocks = [fisher for site in observed(z) for _, fisher in _fisher_outputs(site)]
 
     def outputs(z_):
-        trace = trace_at(forget_model, layout, z_, args, kwargs)
-        return torch.cat(
-            [out.reshape(-1) for s in _observed(trace) for out, _ in _fisher_outputs(s)]
-        )
+        return torch.cat([out.reshape(-1) for s in observed(z_) for out, _ in _fisher_outputs(s)])
 
     jac = torch.autograd.functional.jacobian(outputs, z)
     ggn, row = torch.zeros(len(z), len(z), dtype=z.dtype), 0
@@ -278,13 +261,14 @@ def laplace_unlearn(
         z_full, precision_full = gaussian.loc, gaussian.precision_matrix()
     if hessian == "diag":
         precision_full = torch.diag(precision_full.diagonal())
-    forget_model = forget(model, weight=-1.0, mask=mask, plate=plate, sites=sites)
-
-    forget_nll = forget_nll_function(forget_model, layout, forget_args, model_kwargs)
+    evaluator = forget_evaluator(
+        model, forget_args, model_kwargs, mask=mask, plate=plate, sites=sites
+    )
+    forget_nll = forget_nll_function(evaluator, layout)
 
     def curvature(z):
         if hessian == "ggn":
-            return _ggn(forget_model, layout, z, forget_args, model_kwargs)
+            return _ggn(evaluator, layout, z)
         full = torch.autograd.functional.hessian(forget_nll, z)
         return torch.diag(full.diagonal()) if hessian == "diag" else full
 
@@ -309,6 +293,7 @@ def laplace_unlearn(
         "newton_steps": newton_steps,
         "forget_nll_before": nll_start,
         "forget_nll_after": float(forget_nll(z)),
+        "evaluator": evaluator.describe(),
         **info,
     }
     return result

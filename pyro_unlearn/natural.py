@@ -73,31 +73,45 @@ def natural_gradient_steps(
     *,
     diagonal: bool = False,
     tol: float = 0.0,
+    objective: Callable[[torch.Tensor, torch.Tensor], float] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
     r"""Up to ``num_steps`` damped natural-gradient steps; returns ``(m, P, step sizes)``.
 
     ``derivatives(m, L)`` returns :math:`(\mathbb E_q[\nabla\phi], \mathbb E_q[\nabla^2\phi])`
     for :math:`q = \mathcal N(m, LL^\top)`. Each step starts at :math:`\rho = 1`, halved
-    until the new precision is positive definite (below :math:`\rho = 10^{-3}` the iteration
-    stops and records a step size of 0). ``diagonal`` keeps a diagonal precision
-    (mean-field). The iteration also stops once a step moves :math:`q` by less than ``tol``
-    nats (:math:`\mathrm{KL}(q_\text{new}\|q_\text{old})`), or changes nothing.
+    until the new precision is positive definite and, when ``objective(m, L)`` (a value to
+    maximise, e.g. the ELBO estimated with fixed draws) is given, until it does not decrease;
+    below :math:`\rho = 10^{-3}` the iteration stops and records a step size of 0.
+    ``diagonal`` keeps a diagonal precision (mean-field). The iteration also stops once a
+    step moves :math:`q` by less than ``tol`` nats (:math:`\mathrm{KL}(q_\text{new}\|q_\text{old})`),
+    or changes nothing. Why the objective: on a target far from Gaussian (a hierarchical
+    scale's funnel) the fixed-point iteration can run away, each step with a positive
+    definite precision (measured: eight schools' log tau went from mean 0.9, sd 0.7 to mean
+    10, sd 4 in eleven full steps).
     """
     steps = []
+    current = None
     for _ in range(num_steps):
-        chol = torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(precision)))
+        chol = _covariance_cholesky(precision)
         grad, hess = derivatives(loc, chol)
         target = torch.diag(hess.diagonal()) if diagonal else hess
+        if objective is not None and current is None:
+            current = objective(loc, chol)
         rho = 1.0
         while rho >= 1e-3:
             candidate = (1 - rho) * precision + rho * target
             if torch.linalg.eigvalsh(candidate)[0] > 0:
-                break
+                new_loc = loc - rho * torch.linalg.solve(candidate, grad)
+                if objective is None:
+                    break
+                value = objective(new_loc, _covariance_cholesky(candidate))
+                if value >= current - 1e-12 * abs(current):
+                    current = value
+                    break
             rho /= 2
         else:
             steps.append(0.0)
             break
-        new_loc = loc - rho * torch.linalg.solve(candidate, grad)
         moved = float(
             kl_divergence(
                 MultivariateNormal(new_loc, precision_matrix=candidate),
@@ -109,3 +123,16 @@ def natural_gradient_steps(
         if moved <= tol:
             break
     return loc, precision, steps
+
+
+def _covariance_cholesky(precision: torch.Tensor) -> torch.Tensor:
+    return torch.linalg.cholesky(torch.cholesky_inverse(torch.linalg.cholesky(precision)))
+
+
+def expected_value(
+    phi: Callable[[torch.Tensor], torch.Tensor], loc: torch.Tensor, chol: torch.Tensor, eps
+) -> float:
+    r""":math:`\mathbb E_q[\phi]` by the same antithetic draws as :func:`expected_derivatives`."""
+    z = loc.unsqueeze(0) if eps is None else loc + torch.cat([eps, -eps]) @ chol.T
+    with torch.no_grad():
+        return float(phi(z).mean())

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import _rng
+from . import _rng, arviz_compat
 from .api import register_method
-from .handlers import forget
 from .infer.rkl import PARETO_K_THRESHOLD
-from .vectorized import log_likelihood
+from .model_eval import forget_evaluator
 
 
 @dataclass
@@ -98,15 +97,16 @@ def psis_unlearn(
         When :math:`\hat k > 0.7`: warn naming the number (default), raise a
         ``ValueError``, or stay silent (the value is in the result either way).
     """
-    import arviz as az
-
     if on_high_k not in ("warn", "raise", "ignore"):
         raise ValueError(f"on_high_k must be 'warn', 'raise' or 'ignore', got {on_high_k!r}")
     samples = as_samples(posterior)
-    forget_model = forget(model, weight=1.0, mask=mask, plate=plate, sites=sites)
-    log_lik = log_likelihood(forget_model, samples, forget_args, model_kwargs)
+    evaluator = forget_evaluator(
+        model, forget_args, model_kwargs, mask=mask, plate=plate, sites=sites
+    )
+    with torch.no_grad():
+        log_lik = evaluator.log_likelihood(samples)
     raw = -log_lik.detach()
-    smoothed, k = az.psislw(raw.cpu().numpy().astype(np.float64), reff=1.0)
+    smoothed, k = arviz_compat.psislw(raw.cpu().numpy().astype(np.float64), reff=1.0)
     log_weights = torch.as_tensor(np.asarray(smoothed), dtype=raw.dtype, device=raw.device)
     log_weights = log_weights - log_weights.logsumexp(0)
     pareto_k = float(k)

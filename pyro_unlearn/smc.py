@@ -22,35 +22,19 @@ import math
 import numpy as np
 import torch
 
-from . import _rng
+from . import _rng, arviz_compat
 from .api import register_method
-from .flows import flat_posterior, log_density_max
 from .guides import latent_layout, unpack
-from .handlers import forget
 from .infer.eubo import check_lam, inside_adjusted
+from .model_eval import as_values, forget_evaluator
+from .posteriors import flat_posterior, log_density_max
 from .samples import WeightedSamples
-from .vectorized import model_structure, observed_log_prob, vectorized_trace
 
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
 
 
 class SMCStalledError(RuntimeError):
     """Sequential unlearning could not make progress through the forget set."""
-
-
-def pointwise_forget_log_likelihood(
-    model, layout, z: torch.Tensor, args: tuple, kwargs: dict | None = None, **forget_options
-) -> torch.Tensor:
-    r"""Matrix :math:`\ell_{sj} = \log p(y_j\mid\theta(z_s))` over the forget set's factors, ``(S, M)``.
-
-    Factors are the elements of every observed site (scaled and masked by
-    :func:`~pyro_unlearn.forget`), flattened and concatenated.
-    """
-    forget_model = forget(model, weight=1.0, **forget_options)
-    structure = model_structure(forget_model, args, kwargs)
-    trace, _ = vectorized_trace(forget_model, unpack(layout, z), args, kwargs, structure)
-    parts = observed_log_prob(trace, len(z)).values()
-    return torch.cat([lp.reshape(len(z), -1) for lp in parts], dim=-1)
 
 
 def _ess(log_weights: torch.Tensor) -> float:
@@ -61,9 +45,7 @@ def _ess(log_weights: torch.Tensor) -> float:
 def _pareto_k(log_weights: torch.Tensor) -> float:
     if float(log_weights.max() - log_weights.min()) < 1e-8:
         return 0.0
-    import arviz as az
-
-    _, k = az.psislw(log_weights.detach().cpu().numpy().astype(np.float64), reff=1.0)
+    _, k = arviz_compat.psislw(log_weights.detach().cpu().numpy().astype(np.float64), reff=1.0)
     return float(k)
 
 
@@ -184,11 +166,11 @@ def smc_unlearn(
         torch.manual_seed(seed)
         z = anchor.sample((num_particles,))
 
+    evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
+
     def evaluate(points):
         with torch.no_grad():
-            log_lik = pointwise_forget_log_likelihood(
-                model, layout, points, forget_args, model_kwargs, **options
-            )
+            log_lik = evaluator.factors(as_values(layout, points))
             log_q = anchor.log_prob(points.clone())
             inside = inside_adjusted(log_q - log_max if lam > 0 else 0.0, lam)
             return log_q, log_lik * inside.to(log_lik.dtype).reshape(-1, 1)
@@ -229,7 +211,19 @@ def smc_unlearn(
         for _ in range(num_moves):
             cov = torch.cov(z.T).reshape(d, d)
             jitter = 1e-10 * cov.diagonal().mean() * torch.eye(d, dtype=z.dtype)
-            chol = torch.linalg.cholesky(cov + jitter) * 2.38 / d**0.5
+            chol, info = torch.linalg.cholesky_ex(cov + jitter)
+            if info or not bool(torch.isfinite(chol).all()):
+                distinct = len(torch.unique(z, dim=0))
+                raise SMCStalledError(
+                    f"SMC unlearning collapsed: after removing {progress:.3g} of {total} "
+                    f"likelihood factors the {num_particles} particles sit on {distinct} "
+                    f"distinct point(s) (the step's ESS was {step['ess']:.1f}); the forget "
+                    "likelihood varies by many nats across q(theta|D)'s draws (its log-"
+                    f"likelihood ranged over {float(log_lik.min()):.3g} .. "
+                    f"{float(log_lik.max()):.3g}), so q(theta|D) reaches where the data rule "
+                    "out. Use a more accurate q(theta|D), method='laplace' or 'eubo', or retrain"
+                )
+            chol = chol * 2.38 / d**0.5
             noise = _rng.normal((num_particles, d), generator, like=z)
             proposal = z + noise @ chol.T
             log_q_new, log_lik_new = evaluate(proposal)
@@ -256,5 +250,6 @@ def smc_unlearn(
         "min_ess": min(s["ess"] for s in steps),
         "acceptance": sum(s["acceptance"] for s in steps) / len(steps),
         "num_particles": num_particles,
+        "evaluator": evaluator.describe(),
     }
     return result, diagnostics

@@ -17,7 +17,7 @@ from tqdm.auto import trange
 
 from . import _rng
 from .api import register_method
-from .flows import flat_posterior, flow_posterior, is_flow, residual_flow
+from .flows import residual_flow
 from .guides import (
     FlatGaussian,
     LaplaceGuide,
@@ -26,14 +26,15 @@ from .guides import (
     freeze,
     latent_layout,
     trainable_copy,
+    trainable_view,
 )
-from .handlers import forget
-from .infer.eubo import EUBO, check_lam, inside_adjusted
-from .infer.rkl import forget_log_likelihood, importance_samples, log_ratio
+from .infer.eubo import check_lam, inside_adjusted
+from .infer.rkl import importance_samples, log_ratio
 from .laplace import forget_nll_function, laplace_unlearn
+from .model_eval import as_values, forget_evaluator
 from .natural import antithetic_normals, expected_derivatives, natural_gradient_steps
+from .posteriors import flat_posterior, flow_posterior, is_flow, log_density_max
 from .references.conjugate import GaussianPosterior
-from .vectorized import model_structure
 
 
 def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_options) -> dict:
@@ -48,9 +49,10 @@ def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_
     """
     layout = latent_layout(full_guide)
     full = flat_gaussian(gaussian_view(model, full_guide))
-    forget_model = forget(model, weight=-1.0, **forget_options)
-
-    forget_nll = forget_nll_function(forget_model, layout, forget_args, model_kwargs)
+    evaluator = forget_options.pop("evaluator", None) or forget_evaluator(
+        model, forget_args, model_kwargs, **forget_options
+    )
+    forget_nll = forget_nll_function(evaluator, layout)
     curvature = torch.autograd.functional.hessian(forget_nll, full.loc)
     precision = full.precision_matrix()
     once = float(torch.linalg.eigvalsh(precision - curvature)[0])
@@ -147,8 +149,9 @@ def eubo_unlearn(
     lam : float
         :math:`\lambda` of the adjusted likelihood; ``lam >= 1`` returns :math:`q(\theta\mid D)`.
     family : {"multivariate", "diagonal", "lowrank", "delta", "flow"}, optional
-        Family of :math:`q_u`; default: that of ``guide`` (``"flow"`` for a flow guide).
-        ``"delta"`` is a MAP point method. ``"flow"`` is :func:`~pyro_unlearn.flows.residual_flow`:
+        Family of :math:`q_u`; default: that of ``guide`` (``"flow"`` for a flow guide; a
+        low-rank Gaussian is continued as a full-covariance one by the natural step, and as
+        a low-rank one with ``optimizer="adam"``). ``"delta"`` is a MAP point method. ``"flow"`` is :func:`~pyro_unlearn.flows.residual_flow`:
         the old posterior's map (flow or Gaussian) composed with a new identity-initialised
         flow, trained with Adam.
     init : {"full", "laplace"}
@@ -161,7 +164,7 @@ def eubo_unlearn(
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = _forget_options(mask, plate, sites)
-    family = family or ("flow" if is_flow(guide) else family_of(guide))
+    family = family or _continued_family(guide, optimizer)
     optimizer = optimizer or ("natural" if family in ("multivariate", "diagonal") else "adam")
     if optimizer not in ("natural", "adam"):
         raise ValueError(f"optimizer must be 'natural' or 'adam', got {optimizer!r}")
@@ -172,13 +175,13 @@ def eubo_unlearn(
     if init not in ("full", "laplace"):
         raise ValueError(f"init must be 'full' or 'laplace', got {init!r}")
     view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
+    evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
     diagnostics = {
         "lam": lam,
         "init": init,
         "optimizer": optimizer,
-        **divided_target_check(model, view, forget_args, model_kwargs, **options),
+        **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
     }
-    pyro.set_rng_seed(seed)
     if lam >= 1:  # the forget term is off everywhere: q(theta|D) itself is the optimum
         copy = _copy_of_family(guide, model, forget_args, model_kwargs, family)
         diagnostics.update(losses=[], num_steps=0, stopped_early=False)
@@ -199,9 +202,7 @@ def eubo_unlearn(
             model,
             guide,
             start,
-            forget_args,
-            model_kwargs,
-            options,
+            evaluator,
             lam,
             family,
             num_steps or 1,
@@ -209,15 +210,13 @@ def eubo_unlearn(
             seed,
             diagnostics,
         )
+        diagnostics["evaluator"] = evaluator.describe()
         return result, diagnostics
     guide_u = _copy_of_family(start, model, forget_args, model_kwargs, family)
     _adam_eubo(
-        model,
         guide,
         guide_u,
-        forget_args,
-        model_kwargs,
-        options,
+        evaluator,
         lam,
         num_steps or 2000,
         lr,
@@ -225,10 +224,23 @@ def eubo_unlearn(
         patience,
         tol,
         progress_bar,
+        seed,
         diagnostics,
     )
+    guide_u = freeze(guide_u)
+    diagnostics["evaluator"] = evaluator.describe()
     _check_divergence(guide, view, guide_u, laplace_step, on_divergence, diagnostics)
-    return freeze(guide_u), diagnostics
+    return guide_u, diagnostics
+
+
+def _continued_family(guide, optimizer: str | None) -> str:
+    """The family of q_u that continues ``guide``: its own, except that a low-rank Gaussian is
+    continued as a full-covariance one where the update is in closed form (the natural step,
+    rKL's weighted moments), which a low-rank family cannot hold."""
+    if is_flow(guide):
+        return "flow"
+    family = family_of(guide)
+    return "multivariate" if family == "lowrank" and optimizer != "adam" else family
 
 
 DRIFT_FACTOR = 3.0  # on linear-Gaussian models the EUBO optimum drifts exactly as far as Laplace
@@ -296,9 +308,7 @@ def _natural_eubo(
     model,
     guide,
     start,
-    forget_args,
-    model_kwargs,
-    options,
+    evaluator,
     lam,
     family,
     num_steps,
@@ -319,7 +329,7 @@ def _natural_eubo(
     eps = antithetic_normals(num_samples, len(loc), seed, like=loc)
 
     def forget_term(z):  # log p_adj(D_e | z): the indicator is not differentiated
-        log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **options)
+        log_lik = evaluator.log_likelihood(as_values(layout, z))
         ratio = log_ratio(full, z.detach()) if lam > 0 else 0.0
         return inside_adjusted(ratio, lam).to(log_lik.dtype) * log_lik
 
@@ -338,12 +348,9 @@ def _natural_eubo(
 
 
 def _adam_eubo(
-    model,
     guide,
     guide_u,
-    forget_args,
-    model_kwargs,
-    options,
+    evaluator,
     lam,
     num_steps,
     lr,
@@ -351,27 +358,38 @@ def _adam_eubo(
     patience,
     tol,
     progress_bar,
+    seed,
     diagnostics,
 ):
-    nesting = model_structure(model, forget_args, model_kwargs)[0]
-    loss = EUBO(
-        guide,
-        lam=lam,
-        num_particles=num_particles,
-        vectorize_particles=True,
-        max_plate_nesting=nesting,
-        **options,
-    )
+    r"""Adam on reparameterised estimates of :math:`U(q_u)`, the model run by the evaluator.
+
+    .. math:: \hat U = \frac1P\sum_p \mathbb 1[z_p \in A_\lambda]\log p(D_e\mid\theta(z_p))
+              + \log q_u(z_p) - \log q(z_p\mid D), \qquad z_p \sim q_u,
+
+    in the unconstrained space, where the Jacobians of :math:`q_u` and :math:`q(z\mid D)`
+    cancel (a point estimate has no entropy term). This is the negative ELBO of
+    ``anchor(forget(model))`` that :class:`~pyro_unlearn.EUBO` hands to Pyro's SVI, evaluated
+    here through the model evaluator, so models that do not broadcast over particles and
+    subsampled plates are run faithfully.
+    """
+    layout = latent_layout(guide)
+    full = flat_posterior(guide)
+    log_max = log_density_max(full) if lam > 0 else 0.0
     losses, stopped = [], False
-    with pyro.settings.context(module_local_params=True):
-        objective = loss(model, guide_u)  # an ELBOModule over q_u's local parameters
-        optim = torch.optim.Adam(objective.parameters(), lr=lr)
+    with pyro.settings.context(module_local_params=True), torch.random.fork_rng():
+        torch.manual_seed(seed)  # the draws of q_u: seeded, the caller's RNG state untouched
+        view = trainable_view(guide_u, layout)
+        params = [p for p in guide_u.parameters() if p.requires_grad]
+        optim = torch.optim.Adam(params, lr=lr)
         decay = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=0.01 ** (1 / max(num_steps, 1)))
-        params = list(objective.parameters())
         averaged = [p.detach().clone() for p in params]
         for step in trange(num_steps, desc="EUBO unlearning", disable=not progress_bar):
             optim.zero_grad()
-            value = objective(*forget_args, **model_kwargs)
+            z, log_q = view(num_particles)
+            log_lik = evaluator.log_likelihood(as_values(layout, z))
+            log_full = full.log_prob(z)
+            inside = inside_adjusted(log_full.detach() - log_max if lam > 0 else 0.0, lam)
+            value = (inside.to(log_lik.dtype) * log_lik + log_q - log_full).mean()
             value.backward()
             optim.step()
             decay.step()
@@ -428,7 +446,7 @@ def rkl_unlearn(
         :math:`\lambda` of the adjusted likelihood.
     family : {"multivariate", "diagonal", "flow"}, optional
         Family of :math:`q_u`: the weighted mean and covariance (or its diagonal), closed
-        form; or ``"flow"`` (default for a flow guide), a
+        form (the default for every Gaussian guide, a low-rank one included); or ``"flow"`` (default for a flow guide), a
         :func:`~pyro_unlearn.flows.residual_flow` started at :math:`q(\theta\mid D)` that
         maximises :math:`\sum_s \bar w_s \log q_u(z_s)` by Adam (``num_steps``, ``lr``).
     num_samples : int
@@ -442,7 +460,7 @@ def rkl_unlearn(
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = _forget_options(mask, plate, sites)
-    family = family or ("flow" if is_flow(guide) else family_of(guide))
+    family = family or _continued_family(guide, "closed form")
     if family not in ("multivariate", "diagonal", "flow"):
         raise ValueError(
             f"rkl needs family 'multivariate', 'diagonal' (closed form) or 'flow', got {family!r}"
@@ -450,10 +468,11 @@ def rkl_unlearn(
     if proposal not in ("full", "laplace"):
         raise ValueError(f"proposal must be 'full' or 'laplace', got {proposal!r}")
     view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
+    evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
     diagnostics = {
         "lam": lam,
         "proposal": proposal,
-        **divided_target_check(model, view, forget_args, model_kwargs, **options),
+        **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
     }
     full = flow_posterior(guide) if is_flow(guide) else flat_gaussian(guide)
     proposal_gaussian = None
@@ -465,17 +484,19 @@ def rkl_unlearn(
         model,
         full,
         latent_layout(guide),
-        forget_args,
-        model_kwargs,
+        evaluator=evaluator,
         lam=lam,
         num_samples=num_samples,
         proposal=proposal_gaussian,
         on_degenerate=on_degenerate,
         seed=seed,
-        **options,
     )
     diagnostics.update(
-        ess=samples.ess, ess_raw=samples.ess_raw, pareto_k=samples.pareto_k, num_samples=num_samples
+        ess=samples.ess,
+        ess_raw=samples.ess_raw,
+        pareto_k=samples.pareto_k,
+        num_samples=num_samples,
+        evaluator=evaluator.describe(),
     )
     if family == "flow":
         guide_u = residual_flow(guide, model, *forget_args, **model_kwargs)

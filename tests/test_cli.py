@@ -35,6 +35,17 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
         assert (tmp_path / f"{name}.nc").exists()
 
 
+def test_bench_evaluator_suite_writes_its_tables(tmp_path):
+    assert main(["bench", "--quick", "--suite", "evaluator", "--out", str(tmp_path)]) == 0
+    results = json.loads((tmp_path / "bench.json").read_text())["evaluator"]
+    paths = {(r["model"].split(",")[0], r["path"]) for r in results["path_rows"]}
+    assert ("X @ w", "vmap") in paths and ("(X * w).sum(-1)", "vectorized") in paths
+    masked = [r for r in results["scaling"] if r["mode"] == "masked"]
+    assert masked and all(r["forget_set"] == "sliced data" for r in masked)
+    assert "ratio (target <= 1.5)" in (tmp_path / "bench.md").read_text()
+
+
+@pytest.mark.slow
 def test_bench_quick_writes_tables(tmp_path, monkeypatch):
     from pyro_unlearn.bench import banknote
 

@@ -16,7 +16,7 @@ from pyro.infer.autoguide import (
 )
 
 import pyro_unlearn as pu
-from pyro_unlearn.vectorized import SetLatents
+from pyro_unlearn.model_eval import SetLatents
 
 N = 12
 

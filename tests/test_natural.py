@@ -8,8 +8,7 @@ from pyro.infer.autoguide import AutoMultivariateNormal
 
 import pyro_unlearn as pu
 from pyro_unlearn.guides import flat_gaussian, latent_layout
-from pyro_unlearn.laplace import trace_at
-from pyro_unlearn.vectorized import log_joint
+from pyro_unlearn.model_eval import ModelEvaluator, SetLatents
 
 
 def scaled_regression(x, y):
@@ -26,9 +25,10 @@ def test_log_joint_is_the_traced_log_joint_with_jacobians():
     guide(x, y)
     layout = latent_layout(guide)
     z = torch.randn(5, 3, generator=torch.Generator().manual_seed(0))
-    batched = log_joint(scaled_regression, layout, z, (x, y))
+    batched = ModelEvaluator(scaled_regression, (x, y)).log_joint(layout, z)
     for i in range(5):
-        trace = trace_at(scaled_regression, layout, z[i], (x, y), {})
+        values = {s.name: s.constrain(z[i][s.slice]) for s in layout}
+        trace = pyro.poutine.trace(SetLatents(values)(scaled_regression)).get_trace(x, y)
         jacobian = sum(
             s.transform.log_abs_det_jacobian(
                 z[i][s.slice].reshape(s.unconstrained_shape), trace.nodes[s.name]["value"]

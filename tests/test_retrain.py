@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import synthetic
 
+import pyro_unlearn as pu
 from pyro_unlearn.references.retrain import Reference, retrain
 
 FORGET = torch.arange(0, 60, 3)
@@ -106,16 +107,30 @@ def test_reference_cache_round_trip(data, tmp_path):
         cache=path,
     )
     assert path.exists()
+    same = dict(num_samples=200, warmup_steps=100, num_chains=2)
     second = retrain(
-        blr.model, X, y, forget_mask=FORGET, plate="data", method="nuts", cache=path
+        blr.model, X, y, forget_mask=FORGET, plate="data", method="nuts", cache=path, **same
     )  # loaded, not rerun
     assert torch.equal(first.samples["w"], second.samples["w"])
     assert second.method == "nuts" and second.seconds == first.seconds
     assert second.diagnostics["rhat_max"] == first.diagnostics["rhat_max"]
     assert second.trustworthy == first.trustworthy
     with pytest.raises(ValueError, match="another request"):  # a stale cache is refused
-        retrain(blr.model, X, y, forget_mask=FORGET[1:], plate="data", cache=path)
+        retrain(blr.model, X, y, forget_mask=FORGET[1:], plate="data", cache=path, **same)
+    with pytest.raises(ValueError, match="another data"):  # same ids, other data
+        retrain(blr.model, X, -y, forget_mask=FORGET, plate="data", cache=path, **same)
+    other_model = pu.BayesianLinearRegression(noise_scale=0.3, prior_scale=1.5).model
+    with pytest.raises(ValueError, match="another model"):
+        retrain(other_model, X, y, forget_mask=FORGET, plate="data", cache=path, **same)
+    with pytest.raises(ValueError, match="another settings"):
+        retrain(blr.model, X, y, forget_mask=FORGET, plate="data", cache=path, seed=3, **same)
     assert Reference.load(path).samples["w"].shape == first.samples["w"].shape
+    truncated = tmp_path / "truncated.nc"
+    truncated.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(ValueError, match="truncated.nc.*delete it"):
+        retrain(blr.model, X, y, forget_mask=FORGET, plate="data", cache=truncated, **same)
+    # the atomic write left no temporary file behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ref.nc", "truncated.nc"]
 
 
 def test_unknown_method(data):

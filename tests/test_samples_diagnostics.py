@@ -12,6 +12,7 @@ from conftest import exact_guide, synthetic  # noqa: E402
 from pyro.infer import MCMC, NUTS  # noqa: E402
 
 import pyro_unlearn as pu  # noqa: E402
+from pyro_unlearn import arviz_compat  # noqa: E402
 from pyro_unlearn.diagnostics import predictive_kl  # noqa: E402
 from pyro_unlearn.references.retrain import retrain  # noqa: E402
 
@@ -63,19 +64,20 @@ def test_to_inference_data_splits_forget_and_retained_log_likelihood(blr):
     idata = pu.to_inference_data(
         guide, blr.model, X, y, forget_mask=torch.arange(4), num_samples=300, predictive_args=(X,)
     )
-    assert set(idata.groups()) >= {"posterior", "log_likelihood", "posterior_predictive"}
-    assert idata.posterior["w"].shape == (1, 300, 3)
-    assert idata.log_likelihood["y_forget"].shape == (1, 300, 4)
-    assert idata.log_likelihood["y_retained"].shape == (1, 300, 36)
-    w = torch.as_tensor(idata.posterior["w"].values[0, 7])
+    # the installed ArviZ's own container: InferenceData on 0.2x, DataTree on 1.x
+    assert type(idata).__name__ == ("DataTree" if arviz_compat.ARVIZ_1 else "InferenceData")
+    names = set(arviz_compat.group_names(idata))
+    assert names >= {"posterior", "log_likelihood", "posterior_predictive"}
+    posterior = arviz_compat.group(idata, "posterior")
+    log_lik = arviz_compat.group(idata, "log_likelihood")
+    assert posterior["w"].shape == (1, 300, 3)
+    assert log_lik["y_forget"].shape == (1, 300, 4)
+    assert log_lik["y_retained"].shape == (1, 300, 36)
+    w = torch.as_tensor(posterior["w"].values[0, 7])
     by_hand = dist.Normal(X @ w, blr.noise_scale).log_prob(y)
-    assert torch.allclose(
-        torch.as_tensor(idata.log_likelihood["y_forget"].values[0, 7]), by_hand[:4]
-    )
-    assert torch.allclose(
-        torch.as_tensor(idata.log_likelihood["y_retained"].values[0, 7]), by_hand[4:]
-    )
-    assert idata.posterior_predictive["y"].shape == (1, 300, 40)
+    assert torch.allclose(torch.as_tensor(log_lik["y_forget"].values[0, 7]), by_hand[:4])
+    assert torch.allclose(torch.as_tensor(log_lik["y_retained"].values[0, 7]), by_hand[4:])
+    assert arviz_compat.group(idata, "posterior_predictive")["y"].shape == (1, 300, 40)
 
 
 def test_compare_posteriors_gap_closed(blr):

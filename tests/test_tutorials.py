@@ -10,6 +10,7 @@ TUTORIALS = Path(__file__).parent.parent / "tutorials"
 nbclient = pytest.importorskip("nbclient")
 
 
+@pytest.mark.slow  # 3.5 min together; CI runs them (`python -m pytest -m slow`)
 @pytest.mark.parametrize("path", sorted(TUTORIALS.glob("*.ipynb")), ids=lambda p: p.name)
 def test_notebook_runs_in_quick_mode(path, monkeypatch):
     monkeypatch.setenv("PYRO_UNLEARN_QUICK", "1")

@@ -6,7 +6,8 @@ compares a second, independent reference run with the first, so "equal to retrai
 means "within the noise floor".
 
 * ``kl_mm``: :math:`\mathrm{KL}(\mathcal N_q \,\|\, \mathcal N_{\mathrm{ref}})` between
-  moment-matched Gaussians of the latent draws (all sites, flattened).
+  moment-matched Gaussians of the latent draws (all sites, flattened, in the unconstrained
+  space the autoguides use: a scale by its log, a simplex without its redundant coordinate).
 * ``energy``: energy distance between the draws (sees skew and multimodality).
 * ``mean_err``: :math:`\max_j |\bar\theta_j - \bar\theta^{\mathrm{ref}}_j| / \mathrm{sd}^{\mathrm{ref}}_j`;
   ``sd_err``: :math:`\max_j |\mathrm{sd}_j/\mathrm{sd}^{\mathrm{ref}}_j - 1|`.
@@ -26,15 +27,14 @@ import math
 import torch
 
 from .. import _rng
-from ..handlers.plate_mask import as_index_tensor
+from ..model_eval import MissingLatentError, ModelEvaluator
 from ..references.conjugate import GaussianPosterior
-from ..vectorized import vectorized_trace
-from .inference_data import pointwise_log_likelihood, posterior_draws
+from .inference_data import aligned_draws, forget_split, posterior_draws
 from .metrics import energy_distance, gap_closed, moment_matched
 
 
 def _flatten(draws: dict[str, torch.Tensor]) -> torch.Tensor:
-    """Flat draws ``{site: (S, *shape)}`` -> one ``(S, D)`` matrix."""
+    """Flat draws ``{site: (S, *shape)}`` -> one ``(S, D)`` matrix (in the dict's order)."""
     return torch.cat([v.reshape(len(v), -1) for v in draws.values()], -1)
 
 
@@ -42,59 +42,58 @@ def _flat_draws(draws):
     return {k: v.reshape((-1,) + v.shape[2:]) for k, v in draws.items()}
 
 
-def _predictive_log_probs(model, draws, args, kwargs, site, values):
-    """log p(y = values | theta_s) per draw and point: ``(S, *batch)``."""
-    from pyro import poutine
-
-    conditioned = poutine.condition(model, {site: values})
-    return pointwise_log_likelihood(conditioned, draws, args, kwargs)[site]
-
-
 def _log_mean_exp(x: torch.Tensor) -> torch.Tensor:
     return x.logsumexp(0) - math.log(len(x))
 
 
 def predictive_kl(
-    model, ref_draws, draws, args, kwargs=None, num_y: int = 100, seed: int = 0
+    model,
+    ref_draws,
+    draws,
+    args,
+    kwargs=None,
+    num_y: int = 100,
+    seed: int = 0,
+    evaluator: ModelEvaluator | None = None,
 ) -> dict[str, torch.Tensor]:
     r"""Per-point :math:`\mathrm{KL}(p_{\mathrm{ref}}(y_i) \,\|\, p_q(y_i))` for each observed site.
 
     Discrete likelihoods (with ``enumerate_support``): exact sums over the support.
     Otherwise: :math:`\frac1K\sum_k \log p_{\mathrm{ref}}(y_k) - \log p_q(y_k)` with
-    :math:`y_k` drawn from the reference predictive.
+    :math:`y_k` drawn from the reference predictive. ``draws`` and ``ref_draws`` are flat
+    ``{site: (S, *shape)}``.
     """
-    from pyro import poutine
+    evaluator = evaluator or ModelEvaluator(model, args, kwargs)
+    first = {k: v[0] for k, v in ref_draws.items()}
+    evaluator.structure({k: v[:1] for k, v in ref_draws.items()})
+    data = evaluator.observed_values(first)
+    fns = {n: s["fn"] for n, s in evaluator.traces(first)[0].nodes.items() if n in data}
 
-    trace = poutine.trace(model).get_trace(*args, **(kwargs or {}))
+    def log_predictive(site, posterior_draws, y):
+        lp = evaluator.pointwise_log_likelihood(posterior_draws, observed={site: y})[site]
+        return _log_mean_exp(lp)
+
     out = {}
-    for name, site in trace.nodes.items():
-        if site["type"] != "sample" or not site["is_observed"]:
-            continue
-        observed = site["value"]
-        if site["fn"].has_enumerate_support and site["fn"].event_shape == ():
-            kl = torch.zeros_like(observed, dtype=torch.get_default_dtype())
-            for value in site["fn"].enumerate_support(expand=False).reshape(-1):
+    for name, observed in data.items():
+        fn = fns[name]
+        discrete = (
+            fn.has_enumerate_support and fn.event_shape == () and not evaluator.enumerated_sites
+        )
+        if discrete:
+            kl = torch.zeros(observed.shape, dtype=torch.get_default_dtype())
+            for value in fn.enumerate_support(expand=False).reshape(-1):
                 y = torch.full_like(observed, float(value))
-                lp_ref = _log_mean_exp(
-                    _predictive_log_probs(model, ref_draws, args, kwargs, name, y)
-                )
-                lp_q = _log_mean_exp(_predictive_log_probs(model, draws, args, kwargs, name, y))
-                kl = kl + lp_ref.exp() * (lp_ref - lp_q)
+                lp_ref = log_predictive(name, ref_draws, y)
+                kl = kl + lp_ref.exp() * (lp_ref - log_predictive(name, draws, y))
             out[name] = kl
             continue
         num = len(next(iter(ref_draws.values())))
         picks = _rng.integers(0, num, num_y, _rng.generator(seed))
-        chosen = {k: v[picks] for k, v in ref_draws.items()}
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            trace_y, _ = vectorized_trace(model, chosen, args, kwargs)
-            y_samples = trace_y.nodes[name]["fn"].sample()  # one y per chosen reference draw
         total = 0.0
-        for k in range(num_y):
-            y = y_samples[k]
-            lp_ref = _log_mean_exp(_predictive_log_probs(model, ref_draws, args, kwargs, name, y))
-            lp_q = _log_mean_exp(_predictive_log_probs(model, draws, args, kwargs, name, y))
-            total = total + (lp_ref - lp_q)
+        for k, pick in enumerate(picks.tolist()):
+            reference_draw = {key: v[pick] for key, v in ref_draws.items()}
+            y = evaluator.observed_values(reference_draw, seed=seed + k)[name]
+            total = total + (log_predictive(name, ref_draws, y) - log_predictive(name, draws, y))
         out[name] = total / num_y
     return out
 
@@ -104,7 +103,7 @@ def compare_posteriors(
     model,
     *args,
     forget_mask,
-    plate: str = "data",
+    plate: str | int = "data",
     reference: str = "retrained",
     original: str | None = "original",
     noise_floor=None,
@@ -114,6 +113,11 @@ def compare_posteriors(
 ):
     """Compare named posteriors with the reference one; one row per posterior.
 
+    Sites are lined up by name, whatever form and site order each posterior comes in; every
+    posterior must hold draws of each latent site of the model (a missing one is a
+    ``KeyError`` naming it). Enumerated discrete sites are summed out of the likelihoods and
+    are not compared.
+
     Parameters
     ----------
     posteriors : dict
@@ -121,7 +125,9 @@ def compare_posteriors(
     model, *args
         The model and the *full* data (forget and retained).
     forget_mask : bool tensor or indices
-        The forget elements of plate ``plate`` (data points along the plate's dim, -1).
+        The forget elements of plate ``plate``.
+    plate : str or int
+        The data plate, or the batch dim of an observed vector outside any plate (``-1``).
     reference, original : str
         Names of the retrained reference and of the posterior before unlearning.
     noise_floor : posterior, optional
@@ -138,43 +144,66 @@ def compare_posteriors(
         name: _flat_draws(posterior_draws(p, model, args, model_kwargs, num_samples, seed))
         for name, p in entries.items()
     }
+    evaluator = ModelEvaluator(model, args, model_kwargs)
+    try:
+        evaluator.structure(draws[reference])
+    except MissingLatentError as error:
+        aligned_draws(draws[reference], [error.site], reference)  # raises, naming the site
+    latent_sites = evaluator.latent_sites()
+    draws = {name: aligned_draws(d, latent_sites, name) for name, d in draws.items()}
+    unconstrained = {name: _unconstrained(evaluator, d) for name, d in draws.items()}
     ref = draws[reference]
-    ref_flat = _flatten(ref)
+    ref_flat = _flatten(unconstrained[reference])
     ref_gauss = moment_matched(ref_flat)
     ref_mean, ref_sd = ref_flat.mean(0), ref_flat.std(0)
-    n_total = None
     rows = []
     for name, d in draws.items():
-        flat = _flatten(d)
-        gauss = moment_matched(flat)
+        flat = _flatten(unconstrained[name])
         row = {
             "posterior": name,
-            "kl_mm": float(GaussianPosterior(gauss.mean, gauss.precision).kl(ref_gauss)),
+            "kl_mm": _moment_matched_kl(flat, ref_gauss),
             "energy": energy_distance(flat, ref_flat),
             "mean_err": float(((flat.mean(0) - ref_mean).abs() / ref_sd).max()),
             "sd_err": float((flat.std(0) / ref_sd - 1).abs().max()),
         }
-        kl = predictive_kl(model, ref, d, args, model_kwargs, seed=seed)
-        log_lik = pointwise_log_likelihood(model, d, args, model_kwargs)
+        with torch.no_grad():
+            kl = predictive_kl(model, ref, d, args, model_kwargs, seed=seed, evaluator=evaluator)
+            log_lik = evaluator.pointwise_log_likelihood(d)
         forget_parts, retained_parts, elpd = [], [], 0.0
         for site, values in kl.items():
-            size = values.shape[-1]
-            n_total = size
-            index = as_index_tensor(forget_mask, size)
-            keep = torch.ones(size, dtype=torch.bool)
-            keep[index] = False
-            forget_parts.append(values[..., index].reshape(-1))
-            retained_parts.append(values[..., keep].reshape(-1))
-            elpd += float(_log_mean_exp(log_lik[site])[..., index].sum())
+            forget_kl, retained_kl = forget_split(evaluator, site, values, forget_mask, plate)
+            forget_parts.append(forget_kl.reshape(-1))
+            retained_parts.append(retained_kl.reshape(-1))
+            forget_ll, _ = forget_split(evaluator, site, log_lik[site], forget_mask, plate)
+            elpd += float(_log_mean_exp(forget_ll).sum())
         row["pred_kl_forget"] = float(torch.cat(forget_parts).mean())
-        row["pred_kl_retained"] = (
-            float(torch.cat(retained_parts).mean())
-            if n_total and retained_parts[0].numel()
-            else float("nan")
-        )
+        retained = torch.cat(retained_parts)
+        row["pred_kl_retained"] = float(retained.mean()) if retained.numel() else float("nan")
         row["elpd_forget"] = elpd
         rows.append(row)
     frame = pd.DataFrame(rows).set_index("posterior")
     if original is not None and original in frame.index:
         frame["gap_closed"] = [gap_closed(v, frame.loc[original, "kl_mm"]) for v in frame["kl_mm"]]
+    frame.attrs["evaluator"] = evaluator.describe()
     return frame
+
+
+def _unconstrained(evaluator: ModelEvaluator, draws: dict[str, torch.Tensor]) -> dict:
+    """Draws mapped to the unconstrained space of each site (as the autoguides see them):
+    a simplex loses its redundant coordinate, a scale becomes its log."""
+    from pyro.distributions.transforms import biject_to
+
+    return {
+        name: biject_to(evaluator.structure_of(name).support).inv(value)
+        for name, value in draws.items()
+    }
+
+
+def _moment_matched_kl(flat: torch.Tensor, reference: GaussianPosterior) -> float:
+    """KL of the draws' moment-matched Gaussian to the reference's; ``inf`` for draws whose
+    covariance is singular (a point estimate has no spread to match)."""
+    try:
+        gauss = moment_matched(flat)
+        return float(GaussianPosterior(gauss.mean, gauss.precision).kl(reference))
+    except torch.linalg.LinAlgError:
+        return float("inf")

@@ -1,17 +1,21 @@
-"""Posterior draws from any representation, and their conversion to ArviZ InferenceData.
+"""Posterior draws from any representation, and their conversion to ArviZ's container.
 
-ArviZ's ``from_pyro`` accepts only MCMC and ignores our handlers' weights, so draws are
-collected here as a dict of arrays and converted with ``az.from_dict`` at the edge.
+ArviZ's ``from_pyro`` accepts only MCMC, ignores our handlers' weights and is gone from
+ArviZ 1.x, so draws are collected here as a dict of arrays, their log-likelihood computed by
+the model evaluator, and converted at the edge by :mod:`.arviz_compat` (``InferenceData`` on
+ArviZ 0.2x, ``xarray.DataTree`` on 1.x).
 """
 
 from __future__ import annotations
 
-import pyro
 import torch
-from pyro.infer import Predictive
+from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal
 
+from .. import _rng
+from ..guides import flat_gaussian, latent_layout, unpack
 from ..handlers.plate_mask import as_index_tensor
-from ..vectorized import PARTICLE_PLATE, model_structure, vectorized_trace
+from ..model_eval import ModelEvaluator
+from ..posteriors import flat_posterior, is_flow
 
 
 def posterior_draws(
@@ -22,11 +26,13 @@ def posterior_draws(
     num_samples: int = 1000,
     seed: int = 0,
 ) -> dict[str, torch.Tensor]:
-    """Draws ``{site: (chains, draws, *shape)}`` of the latent sites.
+    """Draws ``{site: (chains, draws, *shape)}`` of the latent sites, by name.
 
-    ``posterior`` may be a Pyro guide (any callable guide, autoguides included), an
-    ``UnlearnResult``, ``WeightedSamples`` (resampled to equal weights), a
-    ``pyro.infer.MCMC``, a retraining ``Reference``, or a dict of ``(S, *shape)`` tensors.
+    ``posterior`` may be a Pyro guide (autoguides are drawn from their posterior over the
+    flat latent vector, with a seeded generator; any other callable guide is run
+    ``num_samples`` times), an ``UnlearnResult``, ``WeightedSamples`` (resampled to equal
+    weights), a ``pyro.infer.MCMC``, a retraining ``Reference``, or a dict of
+    ``(S, *shape)`` tensors. The caller's RNG state is not touched.
     """
     from ..api import UnlearnResult
     from ..samples import WeightedSamples
@@ -42,51 +48,102 @@ def posterior_draws(
         return posterior.get_samples(group_by_chain=True)
     if hasattr(posterior, "flat") and hasattr(posterior, "samples"):  # Reference
         return dict(posterior.samples)
+    if isinstance(posterior, AutoDelta):
+        with torch.no_grad():
+            point = posterior.median(*args, **kwargs)
+        return {k: v.detach().expand((1, num_samples) + v.shape) for k, v in point.items()}
+    if isinstance(posterior, AutoContinuous | AutoNormal) and posterior.prototype_trace is not None:
+        layout = latent_layout(posterior)
+        with torch.no_grad():
+            z = _flat_draws(posterior, num_samples, seed)
+        return {k: v.unsqueeze(0) for k, v in unpack(layout, z).items()}
     if callable(posterior):
-        nesting, plates = model_structure(model, args, kwargs)
-        pyro.set_rng_seed(seed)
-        with torch.no_grad(), pyro.plate(PARTICLE_PLATE, num_samples, dim=-(nesting + 1)):
-            trace = pyro.poutine.trace(posterior).get_trace(*args, **kwargs)
-        draws = {}
-        for name, count in plates.items():
-            value = trace.nodes[name]["value"]
-            pad = nesting - count
-            draws[name] = value.reshape((num_samples,) + value.shape[1 + pad :]).unsqueeze(0)
-        return draws
+        return _guide_runs(posterior, args, kwargs, num_samples, seed)
     raise TypeError(f"cannot draw from a posterior of type {type(posterior).__name__}")
+
+
+def _flat_draws(guide, num_samples: int, seed: int) -> torch.Tensor:
+    if is_flow(guide):
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            return flat_posterior(guide).sample((num_samples,))
+    g = flat_gaussian(guide)
+    eps = _rng.normal((num_samples, len(g.loc)), _rng.generator(seed), like=g.loc)
+    return g.loc + eps @ g.cholesky().T
+
+
+def _guide_runs(guide, args, kwargs, num_samples: int, seed: int) -> dict[str, torch.Tensor]:
+    """A hand-written guide, run once per draw (it need not broadcast)."""
+    from pyro import poutine
+
+    runs = []
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        for _ in range(num_samples):
+            trace = poutine.trace(guide).get_trace(*args, **kwargs)
+            runs.append(
+                {
+                    name: site["value"]
+                    for name, site in trace.nodes.items()
+                    if site["type"] == "sample"
+                    and not site["is_observed"]
+                    and not site["infer"].get("is_auxiliary")
+                }
+            )
+    return {name: torch.stack([r[name] for r in runs]).unsqueeze(0) for name in runs[0]}
+
+
+def aligned_draws(
+    draws: dict[str, torch.Tensor], latent_sites: list[str], name: str
+) -> dict[str, torch.Tensor]:
+    """The draws of the model's latent sites, in the model's order; a missing site is an error.
+
+    Sites the model does not sample (``pyro.deterministic`` values, enumerated assignments
+    drawn by a sampler) are left out.
+    """
+    missing = [site for site in latent_sites if site not in draws]
+    if missing:
+        raise KeyError(
+            f"posterior {name!r} has no draws of latent site(s) {missing} of the model "
+            f"(it holds {sorted(draws)}): every posterior must describe the same sites"
+        )
+    return {site: draws[site] for site in latent_sites}
 
 
 def pointwise_log_likelihood(
     model, draws: dict[str, torch.Tensor], args: tuple, kwargs: dict | None = None
 ) -> dict[str, torch.Tensor]:
     """Per-observation log-likelihood ``{site: (S, *batch)}`` for flat draws ``(S, *shape)``."""
-    trace, particle_dim = vectorized_trace(model, draws, args, kwargs)
-    num = len(next(iter(draws.values())))
-    out = {}
-    for name, site in trace.nodes.items():
-        if site["type"] == "sample" and site["is_observed"]:
-            lp = site["fn"].log_prob(site["value"])
-            out[name] = lp.expand((num,) + lp.shape[1:]) if lp.dim() else lp.expand(num)
-    return out
+    return ModelEvaluator(model, args, kwargs).pointwise_log_likelihood(draws)
 
 
-def split_by_mask(values: torch.Tensor, mask, plate_dim: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split a ``(S, ...)`` tensor along the plate dim into (forget, retained) parts."""
-    size = values.shape[plate_dim]
-    index = as_index_tensor(mask, size)
+def forget_split(
+    evaluator: ModelEvaluator, site: str, values: torch.Tensor, forget_mask, plate: str | int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split a ``(S, *batch)`` tensor of site ``site`` into its (forget, retained) elements."""
+    dim = plate_dim(evaluator, site, plate)
+    size = values.shape[dim]
+    index = as_index_tensor(forget_mask, size)
     keep = torch.ones(size, dtype=torch.bool)
     keep[index] = False
-    return values.index_select(plate_dim, index), values.index_select(
-        plate_dim, keep.nonzero().flatten()
+    return (
+        values.index_select(dim, index.to(values.device)),
+        values.index_select(dim, keep.nonzero().flatten().to(values.device)),
     )
 
 
-def _plate_dim(model, args, kwargs, site: str, plate: str) -> int:
-    trace = pyro.poutine.trace(model).get_trace(*args, **(kwargs or {}))
-    frame = next((f for f in trace.nodes[site]["cond_indep_stack"] if f.name == plate), None)
-    if frame is None:
-        raise ValueError(f"observed site {site!r} is not inside plate {plate!r}")
-    return frame.dim
+def plate_dim(evaluator: ModelEvaluator, site: str, plate: str | int) -> int:
+    """The dim (negative, of the site's batch shape) that plate ``plate`` indexes."""
+    if isinstance(plate, int):
+        return plate
+    info = evaluator.structure_of(site)
+    if plate not in info.plates:
+        raise ValueError(
+            f"observed site {site!r} is not inside plate {plate!r} (its plates: "
+            f"{list(info.plates) or 'none'}); name the data plate, or pass the batch dim "
+            "(plate=-1) for an observed vector outside any plate"
+        )
+    return info.plate_dims[info.plates.index(plate)]
 
 
 def to_inference_data(
@@ -94,34 +151,41 @@ def to_inference_data(
     model,
     *args,
     forget_mask=None,
-    plate: str = "data",
+    plate: str | int = "data",
     num_samples: int = 1000,
     predictive_args: tuple | None = None,
     model_kwargs: dict | None = None,
     seed: int = 0,
 ):
-    """An ArviZ ``InferenceData`` for any posterior: ``posterior``, ``log_likelihood`` and,
-    when ``predictive_args`` (the model arguments with observations left out) are given,
-    ``posterior_predictive``.
+    """ArviZ's container for any posterior: ``posterior``, ``log_likelihood`` and, when
+    ``predictive_args`` (the model arguments with observations left out) are given,
+    ``posterior_predictive``; an ``UnlearnResult`` adds an ``unlearning`` group's attributes
+    (method, seconds, diagnostics that are numbers).
 
-    With ``forget_mask`` over plate ``plate``, each observed site ``y`` gets two
-    log-likelihood variables, ``y_forget`` and ``y_retained``.
+    The native container of the installed ArviZ: ``InferenceData`` on 0.2x, ``xarray.DataTree``
+    on 1.x. With ``forget_mask`` over plate ``plate``, each observed site ``y`` gets two
+    log-likelihood variables, ``y_forget`` and ``y_retained``. Enumerated discrete sites are
+    summed out of the log-likelihood and left out of the posterior group (the posterior
+    group's attribute ``marginalised`` names them).
     """
-    import arviz as az
+    from .. import arviz_compat
 
+    evaluator = ModelEvaluator(model, args, model_kwargs)
     draws = posterior_draws(posterior, model, args, model_kwargs, num_samples, seed)
     chains, per_chain = next(iter(draws.values())).shape[:2]
     flat = {k: v.reshape((chains * per_chain,) + v.shape[2:]) for k, v in draws.items()}
-    log_lik = pointwise_log_likelihood(model, flat, args, model_kwargs)
+    evaluator.structure(flat)
+    flat = aligned_draws(flat, evaluator.latent_sites(), "posterior")
+    draws = {k: draws[k] for k in flat}
+    with torch.no_grad():
+        log_lik = evaluator.pointwise_log_likelihood(flat)
     groups = {"posterior": {k: v.detach().cpu().numpy() for k, v in draws.items()}}
     log_likelihood = {}
     for name, values in log_lik.items():
-        values = values.detach()
         if forget_mask is None:
             log_likelihood[name] = values
             continue
-        dim = _plate_dim(model, args, model_kwargs, name, plate)
-        forget_part, retained_part = split_by_mask(values, forget_mask, values.dim() + dim)
+        forget_part, retained_part = forget_split(evaluator, name, values, forget_mask, plate)
         log_likelihood[f"{name}_forget"] = forget_part
         log_likelihood[f"{name}_retained"] = retained_part
     groups["log_likelihood"] = {
@@ -129,11 +193,45 @@ def to_inference_data(
         for k, v in log_likelihood.items()
     }
     if predictive_args is not None:
-        predictive = Predictive(model, posterior_samples=flat, return_sites=list(log_lik))(
-            *predictive_args, **(model_kwargs or {})
+        groups["posterior_predictive"] = _predictive(
+            model, flat, predictive_args, model_kwargs, list(log_lik), chains, per_chain, seed
         )
-        groups["posterior_predictive"] = {
-            k: v.reshape((chains, per_chain) + v.shape[1:]).detach().cpu().numpy()
-            for k, v in predictive.items()
-        }
-    return az.from_dict(**groups)
+    attrs = {"posterior": {"marginalised": ", ".join(evaluator.enumerated_sites) or "none"}}
+    unlearning = _unlearning_attrs(posterior)
+    if unlearning:
+        attrs["posterior"].update(unlearning)
+    return arviz_compat.from_dict(groups, attrs)
+
+
+def _predictive(model, flat, predictive_args, kwargs, sites, chains, per_chain, seed):
+    from pyro.infer import Predictive
+
+    from .._user_model import user_call
+
+    with torch.random.fork_rng(), torch.no_grad():
+        torch.manual_seed(seed)
+        predictive = Predictive(user_call(model), posterior_samples=flat, return_sites=sites)(
+            *predictive_args, **(kwargs or {})
+        )
+    return {
+        k: v.reshape((chains, per_chain) + v.shape[1:]).detach().cpu().numpy()
+        for k, v in predictive.items()
+    }
+
+
+def _unlearning_attrs(posterior) -> dict:
+    from ..api import UnlearnResult
+
+    if not isinstance(posterior, UnlearnResult):
+        return {}
+    attrs = {"unlearning_method": posterior.method, "unlearning_seconds": posterior.seconds}
+    for key, value in posterior.diagnostics.items():
+        if isinstance(value, bool):
+            attrs[f"unlearning_{key}"] = int(value)
+        elif isinstance(value, int | float | str):
+            attrs[f"unlearning_{key}"] = value
+    evaluator = posterior.diagnostics.get("evaluator")
+    if isinstance(evaluator, dict):
+        attrs["unlearning_evaluator_path"] = str(evaluator.get("path"))
+        attrs["unlearning_forget_set"] = str(evaluator.get("forget_set"))
+    return attrs

@@ -5,22 +5,34 @@ from __future__ import annotations
 import torch
 
 from ..handlers.plate_mask import as_index_tensor
-from ..vectorized import vectorized_trace
-from .inference_data import posterior_draws, to_inference_data
+from ..model_eval import ModelEvaluator
+from .inference_data import aligned_draws, plate_dim, posterior_draws, to_inference_data
 
 
 def forget_predictive_means(
-    model, posterior, *args, forget_mask, num_samples: int = 1000, model_kwargs=None, seed: int = 0
+    model,
+    posterior,
+    *args,
+    forget_mask,
+    plate: str | int = "data",
+    num_samples: int = 1000,
+    model_kwargs=None,
+    seed: int = 0,
 ) -> dict[str, torch.Tensor]:
     """Posterior-predictive mean of each observed site at the forget points: ``E_theta[E[y_i | theta]]``."""
+    evaluator = ModelEvaluator(model, args, model_kwargs)
     draws = posterior_draws(posterior, model, args, model_kwargs, num_samples, seed)
     flat = {k: v.reshape((-1,) + v.shape[2:]) for k, v in draws.items()}
-    trace, _ = vectorized_trace(model, flat, args, model_kwargs)
+    evaluator.structure(flat)
+    flat = aligned_draws(flat, evaluator.latent_sites(), "posterior")
+    with torch.no_grad():
+        means = evaluator.observed_statistic(flat, lambda fn: fn.mean)
     out = {}
-    for name, site in trace.nodes.items():
-        if site["type"] == "sample" and site["is_observed"]:
-            mean = site["fn"].mean.mean(0)
-            out[name] = mean[..., as_index_tensor(forget_mask, mean.shape[-1])]
+    for name, mean in means.items():
+        mean = mean.mean(0)
+        dim = plate_dim(evaluator, name, plate) - len(evaluator.structure_of(name).event_shape)
+        index = as_index_tensor(forget_mask, mean.shape[dim])
+        out[name] = mean.index_select(mean.dim() + dim, index.to(mean.device))
     return out
 
 
@@ -29,7 +41,7 @@ def plot_posteriors(
     model,
     *args,
     forget_mask,
-    plate: str = "data",
+    plate: str | int = "data",
     var_names: list[str] | None = None,
     num_samples: int = 1000,
     model_kwargs: dict | None = None,
@@ -39,8 +51,9 @@ def plot_posteriors(
 
     Returns ``{"forest": Figure, "density": Figure, "forget_predictive": Figure}``.
     """
-    import arviz as az
     import matplotlib.pyplot as plt
+
+    from .. import arviz_compat
 
     names = list(posteriors)
     idatas = [
@@ -56,29 +69,31 @@ def plot_posteriors(
         )
         for p in posteriors.values()
     ]
-    axes = az.plot_forest(
-        idatas, model_names=names, var_names=var_names, combined=True, figsize=(7, 5)
-    )
-    forest = axes.ravel()[0].figure
-    axes = az.plot_density(idatas, data_labels=names, var_names=var_names, shade=0.1)
-    density = axes.ravel()[0].figure
+    forest = arviz_compat.plot_forest(idatas, model_names=names, var_names=var_names)
+    density = arviz_compat.plot_density(idatas, data_labels=names, var_names=var_names)
 
     predictive, ax = plt.subplots(figsize=(7, 4))
     for name, posterior in posteriors.items():
-        means = forget_predictive_means(
-            model,
-            posterior,
-            *args,
-            forget_mask=forget_mask,
-            num_samples=num_samples,
-            model_kwargs=model_kwargs,
-            seed=seed,
-        )
+        try:
+            means = forget_predictive_means(
+                model,
+                posterior,
+                *args,
+                forget_mask=forget_mask,
+                plate=plate,
+                num_samples=num_samples,
+                model_kwargs=model_kwargs,
+                seed=seed,
+            )
+        except NotImplementedError as error:  # enumerated sites: no per-component mean
+            ax.text(0.5, 0.5, str(error), ha="center", va="center", wrap=True, fontsize=8)
+            break
         for site, values in means.items():
             values = values.reshape(-1).detach().cpu()
             ax.plot(range(len(values)), values, "o", alpha=0.7, label=f"{name} ({site})")
     ax.set_xlabel("forget-set point")
     ax.set_ylabel("posterior predictive mean")
     ax.set_title("Predictions on the forgotten data")
-    ax.legend()
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
     return {"forest": forest, "density": density, "forget_predictive": predictive}

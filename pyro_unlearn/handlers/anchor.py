@@ -12,8 +12,8 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions.transforms import ReshapeTransform
 
-from ..flows import flow_posterior, is_flow, log_density_max
 from ..guides import LatentSite, flat_gaussian, latent_layout
+from ..posteriors import flow_posterior, is_flow, log_density_max
 
 
 class AnchorMessenger(Messenger):

@@ -58,8 +58,12 @@ class ForgetMessenger(PlateMaskMessenger):
         Names of the observed sites to scale; default all observed sites.
     mask : bool tensor or integer index tensor, optional
         Forget elements over the full size of plate ``plate``.
-    plate : str, optional
-        Name of the data plate the mask refers to; required with ``mask``.
+    plate : str or int, optional
+        Name of the data plate the mask refers to; required with ``mask``. Observed sites
+        outside that plate (a global value fixed with ``pyro.condition``) are left untouched.
+        For an observed vector outside any plate (eight schools as Pyro's examples write
+        it), a negative int: the batch dimension of the observed sites that indexes the
+        data points (``plate=-1``).
     """
 
     def __init__(
@@ -67,7 +71,7 @@ class ForgetMessenger(PlateMaskMessenger):
         weight: float = -1.0,
         sites: Iterable[str] | None = None,
         mask: MaskLike | None = None,
-        plate: str | None = None,
+        plate: str | int | None = None,
     ) -> None:
         weight_value = float(weight)
         if not math.isfinite(weight_value):
@@ -87,10 +91,10 @@ class ForgetMessenger(PlateMaskMessenger):
         super().__exit__(exc_type, exc_value, traceback)
         if exc_type is not None:
             return
-        if self.sites is not None and self.sites - self._touched:
-            missing = sorted(self.sites - self._touched)
+        if self.sites is not None and self.sites - self._touched - set(self._outside):
+            missing = sorted(self.sites - self._touched - set(self._outside))
             raise ValueError(f"forget: sites {missing} were not observed sites of the model")
-        if not self._touched:
+        if not self._touched and not self._outside:
             raise ValueError(
                 "forget: the model has no observed site to forget; pass the data with "
                 "pyro.sample(..., obs=...)"
@@ -105,10 +109,12 @@ class ForgetMessenger(PlateMaskMessenger):
                 "subtract the forget-set likelihood; use Trace_ELBO, TraceMeanField_ELBO, "
                 "or TraceGraph_ELBO, with any discrete latent sites marginalised by hand"
             )
-        self._touched.add(msg["name"])
         if self.plate is not None:
             selected = self._selected(msg)
+            if selected is None:  # outside the data plate: not part of the forget set
+                return
             msg["mask"] = selected if msg["mask"] is None else msg["mask"] & selected
+        self._touched.add(msg["name"])
         msg["scale"] = self.weight * msg["scale"]
 
 
@@ -118,7 +124,7 @@ def forget(
     weight: float = -1.0,
     sites: Iterable[str] | None = None,
     mask: MaskLike | None = None,
-    plate: str | None = None,
+    plate: str | int | None = None,
 ):
     """Weight the forget-set log-likelihood by ``weight``; see :class:`ForgetMessenger`.
 

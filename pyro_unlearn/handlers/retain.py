@@ -31,23 +31,27 @@ class RetainMessenger(PlateMaskMessenger):
     mask : bool tensor or integer index tensor
         The forget elements to drop, over the full size of plate ``plate``. An all-False
         mask keeps everything (retraining on all data reproduces the original fit).
-    plate : str
-        Name of the data plate.
+    plate : str or int
+        Name of the data plate (observed sites outside it are kept whole), or the batch
+        dimension that indexes the data of an observed vector outside any plate (``-1``).
     """
 
     allow_empty = True
 
-    def __init__(self, mask: MaskLike, plate: str) -> None:
+    def __init__(self, mask: MaskLike, plate: str | int) -> None:
         super().__init__(mask, plate)
 
     def _pyro_sample(self, msg) -> None:
         if not msg["is_observed"]:
             return
-        kept = ~self._selected(msg)
+        selected = self._selected(msg)
+        if selected is None:  # outside the data plate: kept whole
+            return
+        kept = ~selected
         msg["mask"] = kept if msg["mask"] is None else msg["mask"] & kept
 
 
-def retain(fn: Callable | None = None, *, mask: MaskLike, plate: str):
+def retain(fn: Callable | None = None, *, mask: MaskLike, plate: str | int):
     """Drop the forget elements ``mask`` of plate ``plate``; see :class:`RetainMessenger`."""
     msngr = RetainMessenger(mask=mask, plate=plate)
     return msngr if fn is None else msngr(fn)

@@ -30,11 +30,10 @@ from pyro import poutine
 from pyro.infer import ELBO
 from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
-from .. import _rng
-from ..flows import log_density_max
+from .. import _rng, arviz_compat
 from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
-from ..handlers import forget
-from ..vectorized import log_likelihood
+from ..model_eval import ModelEvaluator, as_values, forget_evaluator
+from ..posteriors import log_density_max
 from .eubo import inside_adjusted
 
 PARETO_K_THRESHOLD = 0.7
@@ -42,27 +41,6 @@ PARETO_K_THRESHOLD = 0.7
 
 class DegenerateWeightsError(RuntimeError):
     """The importance weights are too uneven to estimate anything (Pareto k > 0.7)."""
-
-
-def forget_log_likelihood(
-    model,
-    layout: list[LatentSite],
-    z: torch.Tensor,
-    args: tuple,
-    kwargs: dict | None = None,
-    *,
-    mask=None,
-    plate=None,
-    sites=None,
-    chunk_size: int = 2048,
-) -> torch.Tensor:
-    r""":math:`\log p(D_e \mid \theta(z_s))` for each row of ``z`` (shape ``(S, d)``), vectorized.
-
-    The model must broadcast over a leading particle dimension, as Pyro's
-    ``vectorize_particles=True`` requires.
-    """
-    forget_model = forget(model, weight=1.0, mask=mask, plate=plate, sites=sites)
-    return log_likelihood(forget_model, unpack(layout, z), args, kwargs, chunk_size)
 
 
 @dataclass
@@ -90,7 +68,7 @@ def importance_samples(
     model,
     full: FlatGaussian | dist.Distribution,
     layout: list[LatentSite],
-    forget_args: tuple,
+    forget_args: tuple = (),
     model_kwargs: dict | None = None,
     *,
     lam: float = 0.0,
@@ -99,12 +77,16 @@ def importance_samples(
     on_degenerate: str = "raise",
     seed: int = 0,
     smooth: bool = True,
+    evaluator: ModelEvaluator | None = None,
     **forget_options,
 ) -> ImportanceSamples:
     r"""Draw from ``proposal`` (default ``full``) and weight towards :math:`q(\theta\mid D)/p_{\mathrm{adj}}`.
 
-    ``full`` (and ``proposal``) are Gaussians over the flat unconstrained vector or any
-    distribution over it, e.g. a flow's :func:`~pyro_unlearn.flows.flow_posterior`.
+    :math:`\log p(D_e\mid\theta)` comes from ``evaluator``, by default
+    ``forget_evaluator(model, forget_args, model_kwargs, **forget_options)`` (``mask``,
+    ``plate``, ``sites`` as for :func:`~pyro_unlearn.forget`). ``full`` (and ``proposal``) are
+    Gaussians over the flat unconstrained vector or any distribution over it, e.g. a flow's
+    :func:`~pyro_unlearn.flows.flow_posterior`.
     ``on_degenerate`` is ``"raise"`` (:class:`DegenerateWeightsError`), ``"warn"`` or
     ``"ignore"`` when the Pareto :math:`\hat k` exceeds 0.7. With ``smooth`` the weights
     are Pareto-smoothed (PSIS) before use.
@@ -113,9 +95,11 @@ def importance_samples(
         raise ValueError(
             f"on_degenerate must be 'raise', 'warn' or 'ignore', got {on_degenerate!r}"
         )
+    evaluator = evaluator or forget_evaluator(model, forget_args, model_kwargs, **forget_options)
     proposal = proposal or full
     z = _draw(proposal, num_samples, seed)
-    log_lik = forget_log_likelihood(model, layout, z, forget_args, model_kwargs, **forget_options)
+    with torch.no_grad():
+        log_lik = evaluator.log_likelihood(as_values(layout, z))
     inside = inside_adjusted(log_ratio(full, z) if lam > 0 else 0.0, lam)
     log_w = -torch.where(inside, log_lik, torch.zeros_like(log_lik))
     if proposal is not full:
@@ -125,9 +109,7 @@ def importance_samples(
     if float(log_w.max() - log_w.min()) < 1e-8:  # proposal = target: nothing to smooth
         pareto_k, log_weights = 0.0, raw
     else:
-        import arviz as az  # slow to import: only when weights are made
-
-        smoothed, k = az.psislw(log_w.detach().cpu().numpy().astype(np.float64), reff=1.0)
+        smoothed, k = arviz_compat.psislw(log_w.detach().cpu().numpy().astype(np.float64), reff=1.0)
         pareto_k = float(k)
         log_weights = torch.as_tensor(smoothed, dtype=z.dtype) if smooth else raw
     log_weights = log_weights - log_weights.logsumexp(0)
@@ -202,10 +184,20 @@ class RKL(ELBO):
     :math:`q_u`, ``unlearn(..., method="rkl")`` uses the closed form instead.
     """
 
-    def __init__(self, full_guide, *, proposal: FlatGaussian | None = None, **options) -> None:
+    def __init__(
+        self,
+        full_guide,
+        *,
+        proposal: FlatGaussian | None = None,
+        mask=None,
+        plate: str | int | None = None,
+        sites=None,
+        **options,
+    ) -> None:
         super().__init__()
         self.full_guide = full_guide
         self.proposal = proposal
+        self.forget_options = {"mask": mask, "plate": plate, "sites": sites}
         self.options = options
         self.samples: ImportanceSamples | None = None
 
@@ -214,9 +206,19 @@ class RKL(ELBO):
             layout = latent_layout(self.full_guide)
             full = flat_gaussian(self.full_guide)
             self.samples = importance_samples(
-                model, full, layout, args, kwargs, proposal=self.proposal, **self.options
+                model,
+                full,
+                layout,
+                args,
+                kwargs,
+                proposal=self.proposal,
+                **self.forget_options,
+                **self.options,
             )
         return self.samples
+
+    def _get_trace(self, model, guide, args, kwargs):
+        raise NotImplementedError("RKL weighs fixed draws; it builds no model/guide trace pair")
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         samples = self._draw(model, args, kwargs)

@@ -20,6 +20,7 @@ import torch
 from pyro.infer import HMC, MCMC, NUTS
 
 from .. import _rng
+from .._user_model import user_call
 from ..fit import fit_svi
 from ..handlers import retain
 from ..handlers.plate_mask import MaskLike
@@ -59,43 +60,96 @@ class Reference:
         return value.reshape((-1,) + value.shape[2:])
 
     def to_inference_data(self):
-        """An ArviZ ``InferenceData`` with a ``posterior`` group."""
-        import arviz as az
+        """ArviZ's container (``InferenceData`` on 0.2x, ``DataTree`` on 1.x): ``posterior``."""
+        from .. import arviz_compat
 
         posterior = {k: v.detach().cpu().numpy() for k, v in self.samples.items()}
-        idata = az.from_dict(posterior=posterior)
         attrs = {"method": self.method, "seconds": self.seconds}
         attrs.update({k: _attr(v) for k, v in self.diagnostics.items()})
-        idata.posterior.attrs.update(attrs)
-        return idata
+        return arviz_compat.from_dict({"posterior": posterior}, {"posterior": attrs})
 
     def save(self, path: str | Path) -> None:
-        """Write to netCDF, so that a slow reference is computed once."""
-        self.to_inference_data().to_netcdf(str(path))
+        """Write to netCDF (atomically), so that a slow reference is computed once."""
+        from .. import arviz_compat
+
+        arviz_compat.to_netcdf(self.to_inference_data(), str(path))
 
     @classmethod
     def load(cls, path: str | Path) -> Reference:
-        import arviz as az
+        """Read a reference written by :meth:`save` (with either ArviZ line)."""
+        from .. import arviz_compat
 
-        idata = az.from_netcdf(str(path))
-        attrs = dict(idata.posterior.attrs)
-        samples = {
-            k: torch.as_tensor(np.asarray(v.values)) for k, v in idata.posterior.data_vars.items()
-        }
+        posterior = arviz_compat.group(arviz_compat.from_netcdf(str(path)), "posterior")
+        attrs = dict(posterior.attrs)
+        if "method" not in attrs or "seconds" not in attrs:
+            raise ValueError(
+                f"{path} is not a retraining reference written by pyro-unlearn (its posterior "
+                "group has no method/seconds attributes): delete it or pass another cache path"
+            )
+        samples = {k: torch.as_tensor(np.asarray(v.values)) for k, v in posterior.data_vars.items()}
         method, seconds = attrs.pop("method"), float(attrs.pop("seconds"))
-        for k in ("created_at", "arviz_version", "inference_library", "inference_library_version"):
-            attrs.pop(k, None)
+        for k in list(attrs):
+            if k in _ARVIZ_ATTRS or k.startswith("creation_library"):
+                attrs.pop(k)
         diagnostics = {k: _unattr(v) for k, v in attrs.items()}
         return cls(samples, method, seconds, diagnostics)
 
 
-def _request(method: str, forget_mask, plate: str) -> str:
-    """What a cached reference was computed for: the method, the plate and the forget set."""
+_ARVIZ_ATTRS = (
+    "created_at",
+    "arviz_version",
+    "inference_library",
+    "inference_library_version",
+    "sample_dims",
+)
+
+
+def _request(method: str, forget_mask, plate: str | int) -> str:
+    """The method, the plate and the forget set of a reference."""
     mask = torch.as_tensor(forget_mask).cpu()
     ids = mask.nonzero().flatten() if mask.dtype == torch.bool else mask.flatten().long()
     ids = torch.unique(ids)  # sorted: a request is a set of ids
     digest = hashlib.sha1(ids.numpy().astype("<i8").tobytes()).hexdigest()[:12]
     return f"{method} on plate {plate!r} without {len(ids)} elements (ids sha1 {digest})"
+
+
+def _fingerprint(value, digest) -> None:
+    if isinstance(value, torch.Tensor):
+        digest.update(repr((str(value.dtype), tuple(value.shape))).encode())
+        value = value.detach().cpu()
+        if value.is_floating_point():  # float32 digits: immune to last-bit BLAS differences
+            value = value.to(torch.float32)
+        digest.update(value.contiguous().numpy().tobytes())
+    elif isinstance(value, dict):
+        for key in sorted(value, key=str):
+            digest.update(repr(key).encode())
+            _fingerprint(value[key], digest)
+    elif isinstance(value, list | tuple):
+        digest.update(f"{type(value).__name__}{len(value)}".encode())
+        for item in value:
+            _fingerprint(item, digest)
+    else:
+        digest.update(repr(value).encode())
+
+
+def data_fingerprint(args: tuple, kwargs: dict) -> str:
+    """sha1 (12 hex digits) of the model's arguments: values, shapes and dtypes."""
+    digest = hashlib.sha1()
+    _fingerprint((tuple(args), dict(kwargs)), digest)
+    return digest.hexdigest()[:12]
+
+
+def model_identity(model) -> str:
+    """The model's qualified name, with its owner's settings (a dataclass's repr) or its
+    module's state (parameters and buffers), so that another model reads as another."""
+    owner = model if isinstance(model, torch.nn.Module) else getattr(model, "__self__", None)
+    if isinstance(owner, torch.nn.Module):
+        digest = hashlib.sha1()
+        _fingerprint(dict(owner.state_dict()), digest)
+        return f"{type(owner).__module__}.{type(owner).__qualname__} (state sha1 {digest.hexdigest()[:12]})"
+    if owner is not None:
+        return f"{owner!r}.{getattr(model, '__name__', 'model')}"
+    return f"{getattr(model, '__module__', '?')}.{getattr(model, '__qualname__', repr(model))}"
 
 
 def _attr(value):
@@ -114,15 +168,12 @@ def _unattr(value):
 
 def convergence(samples: dict[str, torch.Tensor]) -> dict:
     """:math:`\\hat R` and bulk/tail ESS over all sites, and whether they pass the bars."""
-    import arviz as az
+    from .. import arviz_compat
 
-    idata = az.from_dict(posterior={k: v.detach().cpu().numpy() for k, v in samples.items()})
-    rhat = az.rhat(idata)
-    bulk = az.ess(idata, method="bulk")
-    tail = az.ess(idata, method="tail")
-    rhat_max = max(float(rhat[k].max()) for k in rhat.data_vars)
-    bulk_min = min(float(bulk[k].min()) for k in bulk.data_vars)
-    tail_min = min(float(tail[k].min()) for k in tail.data_vars)
+    draws = {k: v.detach().cpu().numpy() for k, v in samples.items()}
+    rhat_max = max(float(arviz_compat.rhat(v).max()) for v in draws.values())
+    bulk_min = min(float(arviz_compat.ess(v, method="bulk").min()) for v in draws.values())
+    tail_min = min(float(arviz_compat.ess(v, method="tail").min()) for v in draws.values())
     problems = []
     if not rhat_max < RHAT_MAX:
         problems.append(f"rhat {rhat_max:.3f} >= {RHAT_MAX}")
@@ -143,7 +194,7 @@ def retrain(
     model,
     *args,
     forget_mask: MaskLike,
-    plate: str,
+    plate: str | int,
     method: str = "nuts",
     num_samples: int = 1000,
     warmup_steps: int = 1000,
@@ -153,6 +204,7 @@ def retrain(
     lr: float = 0.01,
     progress_bar: bool = True,
     cache: str | Path | None = None,
+    init_strategy=None,
     **kwargs,
 ) -> Reference:
     """Posterior of the retained data, from scratch, on the full data arrays.
@@ -175,34 +227,61 @@ def retrain(
         of 2 pi is a full orbit). SVI: an
         AutoMultivariateNormal fitted for ``svi_steps`` steps, ``num_samples`` draws.
     cache : path, optional
-        A netCDF file: loaded if it exists, written after computing otherwise. The file
-        records its request (method, plate and forget set); loading it for another request
-        raises ``ValueError`` rather than returning a posterior of other data.
+        A netCDF file: loaded if it exists, written (atomically) after computing otherwise.
+        The file records what determines the reference: the request (method, plate, forget
+        set), the model (:func:`model_identity`), a fingerprint of the data
+        (:func:`data_fingerprint`) and the settings (draws, warmup, chains, steps, seed);
+        loading it for a call that differs in any of them raises ``ValueError`` naming what
+        differs, rather than returning a posterior of other data, and a corrupt file is a
+        ``ValueError`` naming the file.
+    init_strategy : callable, optional
+        NUTS/HMC's initialisation (``pyro.infer.autoguide.init_to_value(...)`` keeps every
+        chain in one mode of a symmetric model, e.g. a mixture's label order).
     """
     from ..diagnostics.inference_data import posterior_draws  # diagnostics imports this module
 
     if method not in METHODS:
         raise ValueError(f"retrain method must be one of {METHODS}, got {method!r}")
-    request = _request(method, forget_mask, plate)
+    settings = ", ".join(
+        f"{k}={v}"
+        for k, v in {
+            "num_samples": num_samples,
+            "warmup_steps": warmup_steps if method in ("nuts", "hmc") else None,
+            "num_chains": num_chains if method in ("nuts", "hmc") else None,
+            "svi_steps": svi_steps if method == "svi" else None,
+            "lr": lr if method == "svi" else None,
+            "seed": seed,
+        }.items()
+        if v is not None
+    )
+    stamp = {
+        "request": _request(method, forget_mask, plate),
+        "model": model_identity(model),
+        "data_sha1": data_fingerprint(args, kwargs),
+        "settings": settings,
+    }
     if cache is not None and Path(cache).exists():
         reference = Reference.load(cache)
-        if reference.diagnostics.get("request") != request:
-            raise ValueError(
-                f"cache {cache} holds a reference for another request "
-                f"({reference.diagnostics.get('request', 'not recorded')}), not for this one "
-                f"({request}): delete the file or pass another cache path"
-            )
+        for key, wanted in stamp.items():
+            stored = reference.diagnostics.get(key, "not recorded")
+            if stored != wanted:
+                raise ValueError(
+                    f"cache {cache} holds a reference computed for another {key.replace('_sha1', '')} "
+                    f"({stored}), not for this call ({wanted}): delete the file or pass another "
+                    "cache path"
+                )
         return reference
     start = time.perf_counter()
-    retained_model = retain(model, mask=forget_mask, plate=plate)
+    retained_model = retain(user_call(model), mask=forget_mask, plate=plate)
+    init = {} if init_strategy is None else {"init_strategy": init_strategy}
     if method in ("nuts", "hmc"):
         chains = []
         for chain in range(num_chains):
             pyro.set_rng_seed(seed + chain)
             if method == "nuts":
-                kernel = NUTS(retained_model, full_mass=True)
+                kernel = NUTS(retained_model, full_mass=True, **init)
             else:  # the default 2 pi is a full orbit of a whitened Gaussian: no mixing at all
-                kernel = HMC(retained_model, full_mass=True, trajectory_length=2.0)
+                kernel = HMC(retained_model, full_mass=True, trajectory_length=2.0, **init)
             mcmc = MCMC(
                 kernel,
                 num_samples=num_samples,
@@ -221,7 +300,7 @@ def retrain(
         diagnostics = {"trustworthy": True, "svi_steps": svi_steps}
     else:
         samples, diagnostics = _exact(model, args, forget_mask, num_samples, seed)
-    diagnostics["request"] = request
+    diagnostics.update(stamp)
     reference = Reference(samples, method, time.perf_counter() - start, diagnostics)
     if cache is not None:
         Path(cache).parent.mkdir(parents=True, exist_ok=True)
