@@ -18,6 +18,7 @@ largest next chunk whose incremental weights keep the effective sample size abov
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from . import _rng, arviz_compat
 from .api import register_method
 from .guides import latent_layout, unpack
 from .infer.eubo import check_lam, inside_adjusted
+from .infer.rkl import PARETO_K_THRESHOLD
 from .model_eval import as_values, forget_evaluator
 from .posteriors import flat_posterior, log_density_max
 from .samples import WeightedSamples
@@ -239,6 +241,17 @@ def smc_unlearn(
         steps.append(step)
     samples = {name: value.detach() for name, value in unpack(layout, z).items()}
     worst_k = max(s["pareto_k"] for s in steps)
+    if not worst_k <= PARETO_K_THRESHOLD:
+        worst = max(steps, key=lambda s: s["pareto_k"])
+        warnings.warn(
+            f"SMC unlearning is unreliable: the incremental weights of the step removing "
+            f"factors {worst['chunk'][0]:.3g}..{worst['chunk'][1]:.3g} had Pareto k = "
+            f"{worst_k:.2f} > {PARETO_K_THRESHOLD} (ESS {worst['ess']:.0f} of {num_particles}), "
+            "so resampling there kept too few distinct particles for the Metropolis moves to "
+            "recover; the result can be further from retraining than q(theta|D) itself. Use "
+            "a more accurate q(theta|D), fixed chunk_size=1, more num_moves, or retrain",
+            stacklevel=3,
+        )
     result = WeightedSamples(
         samples, torch.full((num_particles,), -math.log(num_particles)), worst_k, num_particles
     )

@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 import pyro_unlearn
 
 DOCS = Path(__file__).parent.parent / "docs"
@@ -20,3 +22,20 @@ def test_every_public_name_is_in_the_api_reference():
 def test_toctree_pages_exist():
     pages = re.findall(r"^   (\w+)$", (DOCS / "contents.rst").read_text(), re.M)
     assert pages and all((DOCS / f"{p}.md").exists() or (DOCS / f"{p}.rst").exists() for p in pages)
+
+
+@pytest.mark.slow  # 90 s: its NUTS reference runs 2 x 2000 iterations
+def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
+    """The README's example, as printed there, on a PyroModule model."""
+    readme = (DOCS.parent / "README.md").read_text()
+    section = readme[readme.index("## In a few lines") :]
+    start = section.index("```python") + len("```python")
+    code = section[start : section.index("```\n", start)]
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the documented example
+    printed = capsys.readouterr().out
+    assert "unlearned" in printed and "gap_closed" in printed
+    assert (tmp_path / "ref.nc").exists()
+    assert namespace["result"].diagnostics["evaluator"]["path"] == "vmap"
+    assert namespace["predictions"]["obs"].shape == (1000, 5)

@@ -72,7 +72,10 @@ def conjugate_row(name: str) -> dict:
         info = result.diagnostics.get("evaluator", info)
         mean, cov = _moments(result.guide, layout)
         after = um.gaussian_kl(mean, torch.linalg.inv(cov), mean_r, precision_r)
-        row[method] = f"{1 - after / before:.3f}" + (" (exact)" if after < 1e-8 else "")
+        k = result.diagnostics.get("pareto_k")
+        flag = f", k̂ {k:.2f}" if isinstance(k, float) and k > 0.7 else ""
+        row[method] = f"{1 - after / before:.3f}" + (" (exact)" if after < 1e-8 else "") + flag
+    row["nothing"] = f"{before:.3g}"
     return row, info
 
 
@@ -135,7 +138,7 @@ def reference_row(name: str) -> dict:
         posterior = q_full
         if method == "psis":
             if name == "bnn":
-                row[method] = "no converged NUTS draws to reweight"
+                row[method] = "n/a: NUTS did not converge (no draws to reweight)"
                 continue
             posterior = reference(name, "full")
         options = {"psd": "clip"} if method == "laplace" else {}
@@ -159,6 +162,7 @@ def reference_row(name: str) -> dict:
         num_samples=2000,
     )
     metric = "pred_kl_forget" if name == "bnn" else "kl_mm"
+    row["nothing"] = f"{frame.loc['original', metric]:.3g}"
     for method in METHODS:
         if method in posteriors:
             gap = 1 - frame.loc[method, metric] / frame.loc["original", metric]
@@ -173,10 +177,10 @@ def main() -> None:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore")
     lines = [
-        "| model feature | "
+        "| model feature | distance of doing nothing | "
         + " | ".join(METHODS)
         + " | evaluator path; forget elements reached by |",
-        "|---|" + "---|" * (len(METHODS) + 1),
+        "|---|---:|" + "---|" * (len(METHODS) + 1),
     ]
     start = time.perf_counter()
     for name, feature in FEATURES.items():
@@ -188,7 +192,8 @@ def main() -> None:
             else reference_row
         )(name)
         where = f"{info.get('path', '?')}; {info.get('forget_set', '?')}" if info else "?"
-        lines.append(f"| {feature} | " + " | ".join(str(row[m]) for m in METHODS) + f" | {where} |")
+        cells = " | ".join(str(row[m]) for m in METHODS)
+        lines.append(f"| {feature} | {row['nothing']} | {cells} | {where} |")
         print(lines[-1], flush=True)
     print()
     print("\n".join(lines))
