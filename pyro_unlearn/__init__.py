@@ -4,7 +4,7 @@ Remove the influence of a subset of the training data from a fitted posterior, f
 the forget data only, and check how close the result comes to retraining.
 """
 
-from . import nn
+from . import errors, nn
 from .api import UnlearnResult, available_methods, register_method, unlearn
 from .diagnostics import (
     compare_posteriors,
@@ -13,6 +13,13 @@ from .diagnostics import (
     moment_matched,
     plot_posteriors,
     to_inference_data,
+)
+from .errors import (
+    BadRequestError,
+    ImproperTargetError,
+    UnlearningError,
+    UnreliableResultError,
+    UnreliableResultWarning,
 )
 from .fit import fit_laplace, fit_svi
 from .flows import CholeskyAffine, fit_flow, flow_guide, flow_posterior, residual_flow
@@ -43,6 +50,12 @@ from .variational import UnlearningDivergedError, divided_target_check, eubo_unl
 __version__ = "0.1.0"
 
 __all__ = [
+    "BadRequestError",
+    "ImproperTargetError",
+    "UnlearningError",
+    "UnreliableResultError",
+    "UnreliableResultWarning",
+    "errors",
     "EUBO",
     "RKL",
     "UnlearningDivergedError",

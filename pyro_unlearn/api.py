@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import _checks
+from .errors import BadRequestError, UnlearningError
 from .handlers.plate_mask import MaskLike
 from .ledger import ForgetLedger
 
@@ -29,7 +31,7 @@ def available_methods() -> list[str]:
     return sorted(_METHODS)
 
 
-class UnsupportedPosteriorError(TypeError):
+class UnsupportedPosteriorError(UnlearningError, TypeError):
     """The method cannot use a posterior of this kind (it names the methods that can)."""
 
 
@@ -63,15 +65,12 @@ def posterior_kind(posterior) -> str:
     """What kind of fitted posterior ``posterior`` is, for :data:`ACCEPTS`."""
     from pyro.infer.autoguide import (
         AutoDelta,
-        AutoDiagonalNormal,
         AutoGuide,
         AutoLaplaceApproximation,
-        AutoLowRankMultivariateNormal,
-        AutoMultivariateNormal,
-        AutoNormal,
         AutoNormalizingFlow,
     )
 
+    from .guides import GAUSSIAN_AUTOGUIDES
     from .samples import WeightedSamples
 
     if isinstance(posterior, UnlearnResult):
@@ -85,13 +84,7 @@ def posterior_kind(posterior) -> str:
         return "point"
     if isinstance(posterior, AutoNormalizingFlow):
         return "flow"
-    gaussian = (
-        AutoNormal,
-        AutoDiagonalNormal,
-        AutoMultivariateNormal,
-        AutoLowRankMultivariateNormal,
-    )
-    if isinstance(posterior, gaussian):
+    if isinstance(posterior, GAUSSIAN_AUTOGUIDES):
         return "gaussian"
     if isinstance(posterior, AutoGuide):
         return "other guide"
@@ -147,11 +140,18 @@ class UnlearnResult:
     diagnostics: dict = field(default_factory=dict)
     ledger: ForgetLedger | None = None
 
+    @property
+    def reliable(self) -> bool:
+        """False when the method judged its result unreliable (``on_unreliable="warn"`` or
+        ``"ignore"``); ``diagnostics["unreliable"]`` says why."""
+        return bool(self.diagnostics.get("reliable", True))
+
     def __repr__(self) -> str:
         forgotten = "" if self.ledger is None else f", forgotten={len(self.ledger.forgotten)}"
         return (
             f"UnlearnResult(method={self.method!r}, guide={type(self.guide).__name__}, "
-            f"seconds={self.seconds:.3g}{forgotten}, diagnostics={sorted(self.diagnostics)})"
+            f"seconds={self.seconds:.3g}{forgotten}, reliable={self.reliable}, "
+            f"diagnostics={sorted(self.diagnostics)})"
         )
 
 
@@ -204,13 +204,33 @@ def unlearn(
     if method not in _METHODS:
         raise ValueError(f"unknown unlearning method {method!r}; available: {available_methods()}")
     check_posterior(method, guide)
-    ledger = ledger if ledger is not None else getattr(guide, "ledger", None)
+    _checks.finite_data(forget_args, model_kwargs)
+    own = getattr(guide.guide if isinstance(guide, UnlearnResult) else guide, "ledger", None)
+    if isinstance(guide, UnlearnResult):  # an earlier result: continue from its posterior
+        own = guide.ledger if guide.ledger is not None else own
+        guide = guide.guide
+    if ledger is not None and own is not None and ledger != own:
+        raise BadRequestError(
+            f"the posterior carries its own ledger ({len(own.forgotten)} of {own.num_data} "
+            f"ids forgotten) and a different one was passed ({len(ledger.forgotten)} of "
+            f"{ledger.num_data}): the posterior's ledger is the record of what it forgot; pass "
+            "it (or no ledger)"
+        )
+    ledger = ledger if ledger is not None else own
     if ids is None and mask is not None and ledger is not None:
         ids = mask
     new_ledger = None
     if ids is not None:
         if ledger is None:
-            raise ValueError("ids were given without a ledger: pass ledger=ForgetLedger(num_data)")
+            raise BadRequestError(
+                "ids were given without a ledger: pass ledger=ForgetLedger(num_data)"
+            )
+        mask_tensor = torch.as_tensor(list(ids) if isinstance(ids, set | frozenset) else ids)
+        if mask_tensor.dtype == torch.bool and mask_tensor.numel() != ledger.num_data:
+            raise BadRequestError(
+                f"the ledger covers {ledger.num_data} data ids but the boolean mask/ids have "
+                f"length {mask_tensor.numel()}: ForgetLedger(num_data) takes the data plate's size"
+            )
         new_ledger = ledger.after(ids)  # refuses repeated deletions before any work
     start = time.perf_counter()
     new_guide, diagnostics = _METHODS[method](
@@ -224,6 +244,23 @@ def unlearn(
         **options,
     )
     seconds = time.perf_counter() - start
+    size = (
+        diagnostics.get("evaluator", {}).get("plate_size")
+        if isinstance(diagnostics, dict)
+        else None
+    )
+    if new_ledger is not None and size is not None:
+        expected = new_ledger.num_data if mask is not None else len(ledger.check(ids))
+        if size != expected:
+            raise BadRequestError(
+                f"the ledger does not describe these data: the data plate has {size} elements "
+                + (
+                    f"but the ledger covers {new_ledger.num_data} ids"
+                    if mask is not None
+                    else f"in the forget data but the request names {expected} ids"
+                )
+                + "; ForgetLedger(num_data) takes the full data plate's size"
+            )
     if new_ledger is not None:
         new_guide.ledger = new_ledger
     return UnlearnResult(new_guide, method, seconds, diagnostics, new_ledger)

@@ -419,15 +419,16 @@ def ess(draws: np.ndarray, method: str = "bulk") -> np.ndarray:
     draws
         Array of shape ``(chains, draws, *shape)``.
     method
-        ``"bulk"``, or ``"tail"`` (the smaller ESS of the 5% and 95% quantiles).
+        ``"bulk"``, ``"tail"`` (the smaller ESS of the 5% and 95% quantiles), or ``"mean"``
+        (of the mean, not rank-normalised: what PSIS-LOO's relative efficiency uses).
 
     Returns
     -------
     np.ndarray
         Shape ``shape`` (a 0-d array for scalar draws).
     """
-    if method not in ("bulk", "tail"):
-        raise ValueError(f"method must be 'bulk' or 'tail', got {method!r}")
+    if method not in ("bulk", "tail", "mean"):
+        raise ValueError(f"method must be 'bulk', 'tail' or 'mean', got {method!r}")
     draws = _check_draws(draws)
     prob = TAIL_PROB if method == "tail" else None
     if ARVIZ_1:
@@ -475,6 +476,28 @@ def _models(containers: Sequence, names: Sequence[str], what: str) -> dict[str, 
     return dict(zip(names, containers, strict=True))
 
 
+def _common_draws(models: dict) -> dict:
+    """Each model's posterior as one chain of the same number of (evenly spaced) draws.
+
+    arviz_plots concatenates the models along a new ``model`` dimension with an outer join:
+    models with other chain or draw counts (a 4-chain NUTS reference beside 1-chain guide
+    draws) get NaN-padded, and their summaries vanish from the plot.
+    """
+    posteriors = {name: group(container, "posterior") for name, container in models.items()}
+    sizes = {name: p.sizes["chain"] * p.sizes["draw"] for name, p in posteriors.items()}
+    keep = min(sizes.values())
+    out = {}
+    for name, posterior in posteriors.items():
+        stacked = posterior.stack(__sample__=("chain", "draw"))
+        picks = np.linspace(0, sizes[name] - 1, keep).round().astype(int)
+        stacked = stacked.isel(__sample__=picks).drop_vars(["__sample__", "chain", "draw"])
+        stacked = stacked.rename({"__sample__": "draw"}).expand_dims("chain")
+        stacked = stacked.assign_coords(chain=[0], draw=np.arange(keep))
+        data = {k: v.transpose("chain", "draw", ...).values for k, v in stacked.data_vars.items()}
+        out[name] = from_dict({"posterior": data})
+    return out
+
+
 def _figure_1x(plots, models: dict):
     if len(models) > 1:  # 0.2x labels the models; arviz_plots' legend is opt-in (experimental)
         try:
@@ -503,7 +526,7 @@ def plot_forest(
         import arviz_plots
 
         plots = arviz_plots.plot_forest(
-            models, var_names=var_names, combined=True, backend="matplotlib"
+            _common_draws(models), var_names=var_names, combined=True, backend="matplotlib"
         )
         return _figure_1x(plots, models)
     import arviz as az
@@ -533,7 +556,9 @@ def plot_density(
     if ARVIZ_1:
         import arviz_plots
 
-        plots = arviz_plots.plot_dist(models, var_names=var_names, backend="matplotlib")
+        plots = arviz_plots.plot_dist(
+            _common_draws(models), var_names=var_names, backend="matplotlib"
+        )
         return _figure_1x(plots, models)
     import arviz as az
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 
 from . import _rng
+from .errors import BadRequestError
 
 CACHE = Path(__file__).parent / "bench" / "cache"
 
@@ -41,9 +42,19 @@ def _device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"--device {name}: no CUDA device is available here")
     try:
-        return torch.device(name)
+        device = torch.device(name)
     except RuntimeError as error:
         raise UserError(f"--device {name}: {error}") from error
+    if device.type not in ("cpu", "cuda"):
+        raise UserError(
+            f"--device {name}: choose cpu or cuda (a {device.type} device holds no data)"
+        )
+    return device
+
+
+def _check_seed(seed: int) -> None:
+    if not 0 <= seed < 2**63:
+        raise UserError(f"--seed must be an integer in [0, 2**63), got {seed}")
 
 
 def _frame_markdown(frame) -> str:
@@ -77,6 +88,11 @@ def run_demo(
 
     if not 0 < fraction < 1:
         raise UserError(f"--fraction must lie in (0, 1), got {fraction}")
+    _check_seed(seed)
+    if int(round(fraction * 569)) < 1:  # breast_cancer's 569 patients: checked before fitting
+        raise UserError(
+            f"--fraction {fraction} forgets no patient of 569: use at least {0.5 / 569:.2g}"
+        )
     _check_out(out)
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
@@ -106,7 +122,7 @@ def run_demo(
     for name, options in {
         "laplace": dict(method="laplace", psd="clip"),
         "eubo": dict(method="eubo", seed=seed),
-        "rkl": dict(method="rkl", on_degenerate="warn", seed=seed),
+        "rkl": dict(method="rkl", on_unreliable="warn", seed=seed),
     }.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -290,6 +306,8 @@ def run_bench(out: Path, suite: str, seeds: list[int], quick: bool) -> dict:
 
     if suite not in SUITES:
         raise UserError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
+    for seed in seeds:
+        _check_seed(seed)
     _check_out(out)
     results, sections = {}, []
     if suite in ("bayes", "all"):
@@ -358,7 +376,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 run_bench(args.out, args.suite, args.seeds, args.quick)
                 print((args.out / "bench.md").read_text())
-    except UserError as error:
+    except (UserError, BadRequestError) as error:  # a user's mistake: one line, no traceback
         print(f"pyro-unlearn: error: {error}", file=sys.stderr)
         return 2
     return 0

@@ -16,7 +16,9 @@ from pyro.infer import Trace_ELBO
 from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
 from pyro.infer.autoguide.initialization import init_to_median
 
+from . import _checks
 from ._user_model import user_call
+from .errors import UnlearningError
 from .guides import (
     LaplaceGuide,
     flat_gaussian,
@@ -34,7 +36,7 @@ from .natural import (
 )
 
 
-class LaplaceFitError(ValueError):
+class LaplaceFitError(UnlearningError, ValueError):
     """The Hessian at the MAP is not positive definite: no Laplace approximation there."""
 
 
@@ -51,6 +53,9 @@ def fit_laplace(
     A Hessian that is not positive definite (a MAP at the edge of a hierarchical model's
     funnel, a saddle) raises :class:`LaplaceFitError` naming its smallest eigenvalue.
     """
+    _checks.count("max_iter", max_iter)
+    _checks.seed(seed)
+    _checks.finite_data(args, kwargs)
     model = user_call(model)
     with pyro.settings.context(module_local_params=True), torch.random.fork_rng():
         torch.manual_seed(seed)
@@ -127,6 +132,12 @@ def fit_svi(
     left :math:`q` 0.18 nats from it, and the same unlearning step then closed 0.74 of the
     gap to retraining instead of 0.83 (``python -m pyro_unlearn.bench.bayes``).
     """
+    _checks.count("num_steps", num_steps)
+    _checks.count("num_particles", num_particles)
+    _checks.count("natural_steps", natural_steps, minimum=0)
+    _checks.positive("lr", lr)
+    _checks.seed(seed)
+    _checks.finite_data(args, kwargs)
     model = user_call(model)
     evaluator = ModelEvaluator(model, args, kwargs)
     with pyro.settings.context(module_local_params=True), torch.random.fork_rng():

@@ -141,6 +141,7 @@ def residual_flow(
     *args,
     num_transforms: int = 1,
     hidden_dims: list[int] | None = None,
+    seed: int = 0,
     **kwargs,
 ) -> AutoNormalizingFlow:
     r"""A trainable :math:`q_u = (T_D\circ R)_\#\mathcal N(0, I)` that starts at :math:`q(z\mid D)`.
@@ -150,7 +151,9 @@ def residual_flow(
     :math:`R` = Cholesky-affine layer then ``num_transforms`` autoregressive layers, all
     at the identity. Parameters are module-local, under a fresh name: training
     :math:`q_u` never touches ``full_guide`` or the global param store. ``args`` run the
-    model once for the layout.
+    model once for the layout. ``seed`` sets the autoregressive layers' initial weights
+    (the flow starts at the identity whatever they are, but training follows them), so the
+    result never depends on the caller's global RNG state.
     """
     frozen = _frozen_map(full_guide)
 
@@ -161,6 +164,7 @@ def residual_flow(
         return ComposeTransformModule(layers + frozen)
 
     with pyro.settings.context(module_local_params=True), torch.random.fork_rng():
+        torch.manual_seed(seed)
         guide = AutoNormalizingFlow(user_call(model), init_transform)
         guide._pyro_name = f"unlearn_{next(_COPY_IDS)}_flow"
         guide._setup_prototype(*args, **kwargs)  # one model run (prior draws): RNG forked

@@ -37,9 +37,18 @@ from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroParam
 
 from ._user_model import user_call
+from .errors import UnlearningError
+
+#: the autoguides whose posterior over the unconstrained latents is a Gaussian
+GAUSSIAN_AUTOGUIDES = (
+    AutoNormal,
+    AutoDiagonalNormal,
+    AutoMultivariateNormal,
+    AutoLowRankMultivariateNormal,
+)
 
 
-class GuideNotFittedError(ValueError):
+class GuideNotFittedError(UnlearningError, ValueError):
     """The guide has never been run, so it has no parameters to unlearn from."""
 
 
@@ -244,6 +253,7 @@ class LaplaceGuide(AutoMultivariateNormal):
             guide.latent_dim = sum(s.size for s in layout)
         else:
             with torch.random.fork_rng():  # one model run, drawing from the prior
+                torch.manual_seed(0)
                 AutoContinuous._setup_prototype(guide, *model_args, **(model_kwargs or {}))
         loc = loc.detach().clone()
         precision = precision.detach().clone()
@@ -307,6 +317,7 @@ def trainable_copy(guide, model, *args, family: str | None = None, **kwargs) -> 
         "lowrank": AutoLowRankMultivariateNormal,
     }[family]
     with pyro.settings.context(module_local_params=True), torch.random.fork_rng():
+        torch.manual_seed(0)  # the prototype's prior draws: the same whatever the caller's RNG
         copy = cls(user_call(model))
         copy._pyro_name = f"unlearn_{next(_COPY_IDS)}_{cls.__name__}"
         copy._setup_prototype(*args, **kwargs)  # one model run (prior draws): RNG forked

@@ -23,6 +23,7 @@ from pyro.distributions.torch_distribution import ExpandedDistribution
 from pyro.infer.autoguide import AutoDelta, AutoLaplaceApproximation
 
 from .api import register_method
+from .errors import UnlearningError
 from .guides import LaplaceGuide, LatentSite, check_fitted, flat_gaussian, latent_layout
 from .handlers.plate_mask import MaskLike
 from .model_eval import ModelEvaluator, as_values, forget_evaluator
@@ -32,7 +33,7 @@ PSD_REPAIRS = ("raise", "clip")
 CLIP_FLOOR = 1e-6  # clipped eigenvalues are set to CLIP_FLOOR * largest eigenvalue
 
 
-class NotPositiveDefiniteError(ValueError):
+class NotPositiveDefiniteError(UnlearningError, ValueError):
     """The downdated precision :math:`H_r` is not positive definite."""
 
 
@@ -159,9 +160,13 @@ def _repair(precision: torch.Tensor, psd: str) -> tuple[torch.Tensor, dict]:
     eigenvalues, vectors = torch.linalg.eigh(precision)
     smallest = float(eigenvalues[0])
     info = {"min_eigenvalue": smallest, "num_clipped": 0}
-    floor = CLIP_FLOOR * float(eigenvalues[-1].abs())
-    if smallest > floor:
+    largest = float(eigenvalues[-1].abs())
+    # positive definite to rounding: eigh's absolute error is about eps * |H| (a condition
+    # number is not a definiteness test: eigenvalues 1e4 ... 5e10 are a valid precision)
+    rounding = 10 * len(eigenvalues) * torch.finfo(precision.dtype).eps * largest
+    if smallest > rounding:
         return precision, info
+    floor = CLIP_FLOOR * largest
     if psd == "raise":
         raise NotPositiveDefiniteError(
             f"the downdated precision H_r is not positive definite: smallest eigenvalue "

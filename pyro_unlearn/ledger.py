@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .errors import BadRequestError, UnlearningError
 from .handlers.plate_mask import MaskLike, as_index_tensor
 
 
-class RepeatedDeletionError(ValueError):
+class RepeatedDeletionError(UnlearningError, ValueError):
     """A forget request names data that were already forgotten."""
 
 
@@ -46,8 +47,53 @@ class ForgetLedger:
     forgotten: tuple[int, ...] = field(default=())
 
     def __post_init__(self) -> None:
-        if self.num_data < 1:
-            raise ValueError(f"num_data must be positive, got {self.num_data}")
+        size = self.num_data
+        if isinstance(size, bool) or not isinstance(size, int | torch.Tensor) or int(size) != size:
+            raise BadRequestError(f"num_data must be a positive integer, got {size!r}")
+        if int(size) < 1:
+            raise BadRequestError(f"num_data must be a positive integer, got {size!r}")
+        object.__setattr__(self, "num_data", int(size))
+        ids = tuple(int(i) for i in self.forgotten)
+        if ids != tuple(sorted(set(ids))) or (ids and (ids[0] < 0 or ids[-1] >= self.num_data)):
+            raise BadRequestError(
+                f"forgotten must be sorted, unique ids in [0, {self.num_data}), got {ids[:10]}"
+            )
+        object.__setattr__(self, "forgotten", ids)
+
+    def to_dict(self) -> dict:
+        """A JSON-ready record: ``{"num_data": N, "forgotten": [...]}``."""
+        return {"num_data": self.num_data, "forgotten": list(self.forgotten)}
+
+    @classmethod
+    def from_dict(cls, record: dict) -> ForgetLedger:
+        """The ledger :meth:`to_dict` wrote (checked as a new one is)."""
+        try:
+            return cls(int(record["num_data"]), tuple(record["forgotten"]))
+        except (KeyError, TypeError) as error:
+            raise BadRequestError(f"not a ForgetLedger record: {record!r}") from error
+
+    def save(self, path) -> None:
+        """Write the ledger as JSON (atomically), to keep it beside a saved posterior."""
+        import json
+        import os
+        import tempfile
+
+        folder = os.path.dirname(os.path.abspath(path))
+        handle, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(handle, "w") as file:
+            json.dump(self.to_dict(), file)
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path) -> ForgetLedger:
+        import json
+
+        with open(path) as file:
+            try:
+                record = json.load(file)
+            except json.JSONDecodeError as error:
+                raise BadRequestError(f"{path} is not a ForgetLedger file ({error})") from error
+        return cls.from_dict(record)
 
     @property
     def num_remaining(self) -> int:

@@ -71,6 +71,7 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 
 from ._user_model import user_call
+from .errors import UnlearningError
 from .handlers.forget import forget
 from .handlers.plate_mask import MaskLike, as_index_tensor
 
@@ -79,7 +80,7 @@ PARTICLE_PLATE = "_unlearn_particles"
 CHUNK_SIZE = 2048  # draws per vectorized or vmapped run: bounds memory at S x |D| values
 
 
-class ModelEvaluationError(ValueError):
+class ModelEvaluationError(UnlearningError, ValueError):
     """The model could not be run at the posterior's latent values."""
 
 
@@ -327,6 +328,7 @@ class ModelEvaluator:
 
     def _learn_structure(self, one: dict[str, torch.Tensor]) -> None:
         with torch.random.fork_rng(), torch.no_grad():  # enumerated sites are drawn here
+            torch.manual_seed(0)
             try:
                 trace = self._plain_trace(one, None, strict=True)
             except MissingLatentError:
@@ -352,6 +354,8 @@ class ModelEvaluator:
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or isinstance(site["fn"], _Subsample):
                 continue
+            if site["is_observed"]:
+                _check_observed_shape(site)
             frames = [f for f in site["cond_indep_stack"] if f.vectorized]
             batch = site["log_prob"].shape
             if self._enumerated:  # enumeration dims, left of the plates, are summed out
@@ -707,6 +711,15 @@ class ModelEvaluator:
             raise KeyError(f"the model has no sample site {name!r} (sites: {list(self._sites)})")
         return self._sites[name]
 
+    def _data_plate_size(self) -> int | None:
+        """The size of the one plate every (forget) observed site sits in, if there is one."""
+        if not self._sites:
+            return None
+        plates = {s.plates for n, s in self._sites.items() if n in self._likelihood_sites()}
+        if len(plates) != 1 or len(next(iter(plates))) != 1:
+            return None
+        return self.plate_sizes.get(next(iter(plates))[0])
+
     @property
     def max_plate_nesting(self) -> int:
         """The model's plate nesting (known once the structure is)."""
@@ -723,11 +736,33 @@ class ModelEvaluator:
     def describe(self) -> dict:
         """Which path ran and why faster ones were not taken: for a result's diagnostics."""
         out = {"path": self.path or "single draw", "forget_set": self.strategy}
+        size = self._data_plate_size()
+        if size is not None:
+            out["plate_size"] = size
         if self.tried:
             out["not_taken"] = dict(self.tried)
         if self.enumerated_sites:
             out["marginalised"] = self.enumerated_sites
         return out
+
+
+def _check_observed_shape(site) -> None:
+    """Observed data must not broadcast its distribution to a larger shape (``y`` of shape
+    ``(N, 1)`` against a distribution of shape ``(N,)`` gives an ``(N, N)`` log-likelihood)."""
+    value, fn = site["value"], site["fn"]
+    shape = fn.batch_shape + fn.event_shape
+    try:
+        joint = torch.broadcast_shapes(torch.as_tensor(value).shape, shape)
+    except RuntimeError:
+        joint = None
+    if joint != shape:
+        raise ModelEvaluationError(
+            f"observed site {site['name']!r} has data of shape {tuple(torch.as_tensor(value).shape)} "
+            f"but its distribution has shape {tuple(shape)}"
+            + (f": they broadcast to {tuple(joint)}" if joint is not None else "")
+            + f"; pass the observations with the distribution's shape {tuple(shape)} "
+            "(e.g. y.squeeze(-1))"
+        )
 
 
 def _expand_to_batch(value: torch.Tensor, fn) -> torch.Tensor:
@@ -830,6 +865,11 @@ class ForgetEvaluator(ModelEvaluator):
             out[name] = lp.index_select(lp.dim() + dim, index)
         return out
 
+    def _data_plate_size(self) -> int | None:
+        if self._mask is None:
+            return super()._data_plate_size()
+        return getattr(self, "_full_size", None)
+
     def traces(self, values):
         if not self._decided:
             self._decide({k: torch.as_tensor(v).unsqueeze(0) for k, v in values.items()})
@@ -846,6 +886,7 @@ class ForgetEvaluator(ModelEvaluator):
         cached = _DECISIONS.get(key)
         if cached is not None and cached.alive(objects):
             self.forget_sites = cached.forget_sites
+            self._full_size = cached.size
             if cached.strategy != "mask":
                 index = as_index_tensor(self._mask, cached.size)
                 self._configure(**self._candidates(index, cached.size)[cached.strategy])
@@ -853,6 +894,7 @@ class ForgetEvaluator(ModelEvaluator):
             self.tried["decided"] = "earlier, for this model and these data arguments"
             return
         size = self._decide_by_checking(one)
+        self._full_size = size
         _remember(key, objects, self.strategy, self.forget_sites, size)
 
     def _candidates(self, index, size) -> dict[str, dict]:

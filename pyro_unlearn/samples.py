@@ -10,15 +10,15 @@ further than the draws reach.
 
 from __future__ import annotations
 
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from . import _rng, arviz_compat
 from .api import register_method
-from .infer.rkl import PARETO_K_THRESHOLD
+from .errors import BadRequestError, DegenerateWeightsError, check_on_unreliable, unreliable
+from .importance import psis_reliability, relative_efficiency
 from .model_eval import forget_evaluator
 
 
@@ -34,6 +34,10 @@ class WeightedSamples:
         Shape ``(S,)``.
     pareto_k : float
         Pareto :math:`\\hat k` of the raw weights (PSIS diagnostic).
+    unreliable : list of str
+        Why the weights cannot be trusted (empty when they can; see ``reliable``).
+    reff : float
+        The relative efficiency PSIS used (from the chains, as ArviZ's ``loo``).
     ess : float
         Effective sample size :math:`1/\\sum_s \\bar w_s^2` of the smoothed weights.
     """
@@ -42,6 +46,12 @@ class WeightedSamples:
     log_weights: torch.Tensor
     pareto_k: float = 0.0
     ess: float = float("nan")
+    unreliable: list = field(default_factory=list)  # why the weights cannot be trusted
+    reff: float = 1.0
+
+    @property
+    def reliable(self) -> bool:
+        return not self.unreliable
 
     @property
     def num_samples(self) -> int:
@@ -62,12 +72,20 @@ class WeightedSamples:
 
 def as_samples(posterior) -> dict[str, torch.Tensor]:
     """Draws ``{site: (S, *shape)}`` from an MCMC object, a dict of tensors, or a Reference."""
+    return _draws_and_chains(posterior)[0]
+
+
+def _draws_and_chains(posterior) -> tuple[dict[str, torch.Tensor], int]:
+    """The draws, chains merged, and the number of chains (1 when unknown: a dict)."""
     if isinstance(posterior, dict):
-        return posterior
+        return posterior, 1
     if hasattr(posterior, "get_samples"):  # pyro.infer.MCMC
-        return posterior.get_samples()
+        grouped = posterior.get_samples(group_by_chain=True)
+        chains = len(next(iter(grouped.values())))
+        return {k: v.reshape((-1,) + v.shape[2:]) for k, v in grouped.items()}, chains
     if hasattr(posterior, "flat") and hasattr(posterior, "samples"):  # Reference
-        return {k: posterior.flat(k) for k in posterior.samples}
+        chains = len(next(iter(posterior.samples.values())))
+        return {k: posterior.flat(k) for k in posterior.samples}, chains
     raise TypeError(
         f"expected posterior draws (pyro.infer.MCMC, dict of tensors or Reference), got {type(posterior).__name__}"
     )
@@ -81,7 +99,7 @@ def psis_unlearn(
     plate=None,
     sites=None,
     model_kwargs: dict | None = None,
-    on_high_k: str = "warn",
+    on_unreliable: str = "raise",
 ) -> WeightedSamples:
     r"""Reweight full-data posterior draws towards the retained-data posterior.
 
@@ -93,43 +111,58 @@ def psis_unlearn(
         Draws of :math:`p(\theta\mid D)`; a dict holds ``(S, *site_shape)`` tensors.
     *forget_args, mask, plate, sites, model_kwargs
         The forget data, as for :func:`~pyro_unlearn.forget`.
-    on_high_k : {"warn", "raise", "ignore"}
-        When :math:`\hat k > 0.7`: warn naming the number (default), raise a
-        ``ValueError``, or stay silent (the value is in the result either way).
+    on_unreliable : {"raise", "warn", "ignore"}
+        The library's one policy for unreliable results: when :math:`\hat k > 0.7`, raise
+        :class:`~pyro_unlearn.errors.DegenerateWeightsError` (default), or return the draws
+        flagged (``reliable`` False) with a warning naming the number, or without.
     """
-    if on_high_k not in ("warn", "raise", "ignore"):
-        raise ValueError(f"on_high_k must be 'warn', 'raise' or 'ignore', got {on_high_k!r}")
-    samples = as_samples(posterior)
+    check_on_unreliable(on_unreliable)
+    samples, chains = _draws_and_chains(posterior)
+    num = len(next(iter(samples.values())))
+    if num < 25:
+        raise BadRequestError(
+            f"psis needs at least 25 posterior draws to fit the Pareto tail, got {num}"
+        )
     evaluator = forget_evaluator(
         model, forget_args, model_kwargs, mask=mask, plate=plate, sites=sites
     )
     with torch.no_grad():
         log_lik = evaluator.log_likelihood(samples)
     raw = -log_lik.detach()
-    smoothed, k = arviz_compat.psislw(raw.cpu().numpy().astype(np.float64), reff=1.0)
+    reff = relative_efficiency(raw, chains)
+    smoothed, k = arviz_compat.psislw(raw.cpu().numpy().astype(np.float64), reff=reff)
     log_weights = torch.as_tensor(np.asarray(smoothed), dtype=raw.dtype, device=raw.device)
     log_weights = log_weights - log_weights.logsumexp(0)
     pareto_k = float(k)
     ess = float(1.0 / log_weights.exp().pow(2).sum())
-    if pareto_k > PARETO_K_THRESHOLD and on_high_k != "ignore":
+    reliable, reason = psis_reliability(raw, pareto_k, ess)
+    flags: dict = {}
+    if not reliable:
         message = (
-            f"PSIS unlearning is unreliable: Pareto k = {pareto_k:.2f} > {PARETO_K_THRESHOLD} "
-            f"(effective sample size {ess:.0f} of {len(raw)}); the forget set moves the posterior "
-            "beyond the draws: retrain, or unlearn in smaller requests with MCMC moves in between"
+            f"PSIS unlearning is unreliable: {reason}; the forget set moves the posterior "
+            "beyond the draws: retrain, unlearn in smaller requests with MCMC moves in "
+            "between, or use method='smc'"
         )
-        if on_high_k == "raise":
-            raise ValueError(message)
-        warnings.warn(message, stacklevel=2)
+        unreliable(DegenerateWeightsError(message), on_unreliable, flags)
     return WeightedSamples(
-        {k_: v.detach() for k_, v in samples.items()}, log_weights, pareto_k, ess
+        {k_: v.detach() for k_, v in samples.items()},
+        log_weights,
+        pareto_k,
+        ess,
+        unreliable=flags.get("unreliable", []),
+        reff=reff,
     )
 
 
 @register_method("psis")
 def _psis_method(model, posterior, *forget_args, **options):
     result = psis_unlearn(model, posterior, *forget_args, **options)
-    return result, {
+    diagnostics = {
         "pareto_k": result.pareto_k,
         "ess": result.ess,
+        "reff": result.reff,
         "num_samples": result.num_samples,
     }
+    if not result.reliable:
+        diagnostics.update(reliable=False, unreliable=list(result.unreliable))
+    return result, diagnostics

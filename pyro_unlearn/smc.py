@@ -18,25 +18,28 @@ largest next chunk whose incremental weights keep the effective sample size abov
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 import torch
 
-from . import _rng, arviz_compat
+from . import _checks, _rng, arviz_compat
 from .api import register_method
+from .errors import (
+    DegenerateWeightsError,
+    ImproperTargetError,
+    SMCStalledError,
+    check_on_unreliable,
+    unreliable,
+)
 from .guides import latent_layout, unpack
+from .importance import PARETO_K_THRESHOLD
 from .infer.eubo import check_lam, inside_adjusted
-from .infer.rkl import PARETO_K_THRESHOLD
 from .model_eval import as_values, forget_evaluator
 from .posteriors import flat_posterior, log_density_max
 from .samples import WeightedSamples
+from .variational import divided_target_check, gaussian_view
 
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
-
-
-class SMCStalledError(RuntimeError):
-    """Sequential unlearning could not make progress through the forget set."""
 
 
 def _ess(log_weights: torch.Tensor) -> float:
@@ -108,6 +111,7 @@ def smc_unlearn(
     num_moves: int = 10,
     max_steps: int = 200,
     seed: int = 0,
+    on_unreliable: str = "raise",
 ):
     r"""Sequential Monte Carlo unlearning from a fitted guide, using only the forget data.
 
@@ -136,6 +140,12 @@ def smc_unlearn(
         Random-walk Metropolis steps per chunk, proposal
         :math:`\mathcal N(z, (2.38^2/d)\hat\Sigma)` with :math:`\hat\Sigma` the particle
         covariance.
+    on_unreliable : {"raise", "warn", "ignore"}
+        The one policy for unreliable results (:mod:`pyro_unlearn.errors`): an improper
+        divided-out target (:class:`ImproperTargetError`), or a step whose incremental weights
+        had Pareto k-hat > 0.7 (:class:`DegenerateWeightsError`). ``"raise"`` (default), or
+        return the result flagged, with a warning or without. A stalled or collapsed run
+        leaves no result and always raises :class:`SMCStalledError`.
     max_steps : int
         Give up (:class:`SMCStalledError`) after this many steps: adaptive steps that keep
         shrinking mean the particles found a region where the forget likelihood varies
@@ -148,6 +158,10 @@ def smc_unlearn(
         Equally weighted particles (as site draws) and diagnostics: per step the chunk,
         the ESS and Pareto :math:`\hat k` of its incremental weights, the acceptance rate.
     """
+    _checks.count("num_particles", num_particles, minimum=2)
+    _checks.count("num_moves", num_moves, minimum=0)
+    _checks.count("max_steps", max_steps)
+    _checks.seed(seed)
     if not 0 < ess_threshold < 1:
         raise ValueError(f"ess_threshold must lie in (0, 1), got {ess_threshold}")
     if chunk_size is not None and chunk_size < 1:
@@ -169,6 +183,19 @@ def smc_unlearn(
         z = anchor.sample((num_particles,))
 
     evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
+    check_on_unreliable(on_unreliable)
+    proper = divided_target_check(
+        model, gaussian_view(model, guide), forget_args, model_kwargs, evaluator=evaluator
+    )
+    early: dict = {}
+    if not proper["target_proper"]:
+        message = (
+            "the divided-out target q(theta|D)/p(D_e|theta) is improper: Lambda_D - Lambda_e "
+            f"has smallest eigenvalue {proper['target_min_eigenvalue']:.4g} at the mode, so "
+            "the forget set removes more than q(theta|D) holds (the same data forgotten twice?)"
+            "; check the request or retrain; on_unreliable='warn' returns the result flagged"
+        )
+        unreliable(ImproperTargetError(message), on_unreliable, early)
 
     def evaluate(points):
         with torch.no_grad():
@@ -241,28 +268,30 @@ def smc_unlearn(
         steps.append(step)
     samples = {name: value.detach() for name, value in unpack(layout, z).items()}
     worst_k = max(s["pareto_k"] for s in steps)
+    diagnostics = {"lam": lam, **proper, **early}
     if not worst_k <= PARETO_K_THRESHOLD:
         worst = max(steps, key=lambda s: s["pareto_k"])
-        warnings.warn(
+        message = (
             f"SMC unlearning is unreliable: the incremental weights of the step removing "
             f"factors {worst['chunk'][0]:.3g}..{worst['chunk'][1]:.3g} had Pareto k = "
             f"{worst_k:.2f} > {PARETO_K_THRESHOLD} (ESS {worst['ess']:.0f} of {num_particles}), "
             "so resampling there kept too few distinct particles for the Metropolis moves to "
             "recover; the result can be further from retraining than q(theta|D) itself. Use "
-            "a more accurate q(theta|D), fixed chunk_size=1, more num_moves, or retrain",
-            stacklevel=3,
+            "a more accurate q(theta|D), fixed chunk_size=1, more num_moves, or retrain"
         )
+        unreliable(DegenerateWeightsError(message), on_unreliable, diagnostics)
     result = WeightedSamples(
         samples, torch.full((num_particles,), -math.log(num_particles)), worst_k, num_particles
     )
-    diagnostics = {
-        "lam": lam,
-        "num_steps": len(steps),
-        "steps": steps,
-        "pareto_k": worst_k,
-        "min_ess": min(s["ess"] for s in steps),
-        "acceptance": sum(s["acceptance"] for s in steps) / len(steps),
-        "num_particles": num_particles,
-        "evaluator": evaluator.describe(),
-    }
+    diagnostics.update(
+        {
+            "num_steps": len(steps),
+            "steps": steps,
+            "pareto_k": worst_k,
+            "min_ess": min(s["ess"] for s in steps),
+            "acceptance": sum(s["acceptance"] for s in steps) / len(steps),
+            "num_particles": num_particles,
+            "evaluator": evaluator.describe(),
+        }
+    )
     return result, diagnostics

@@ -7,7 +7,6 @@ see :class:`~pyro_unlearn.EUBO` and :class:`~pyro_unlearn.RKL` for the objective
 from __future__ import annotations
 
 import math
-import warnings
 
 import pyro
 import pyro.distributions as dist
@@ -15,8 +14,14 @@ import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 from tqdm.auto import trange
 
-from . import _rng
+from . import _checks, _rng
 from .api import register_method
+from .errors import (
+    ImproperTargetError,
+    UnlearningDivergedError,
+    check_on_unreliable,
+    unreliable,
+)
 from .flows import residual_flow
 from .guides import (
     FlatGaussian,
@@ -79,9 +84,9 @@ def gaussian_view(model, guide, num_samples: int = 4000, seed: int = 0):
     return LaplaceGuide.from_precision(model, z.mean(0), precision, like=guide)
 
 
-def _copy_of_family(start, model, forget_args, model_kwargs, family: str):
+def _copy_of_family(start, model, forget_args, model_kwargs, family: str, seed: int = 0):
     if family == "flow":
-        return residual_flow(start, model, *forget_args, **model_kwargs)
+        return residual_flow(start, model, *forget_args, seed=seed, **model_kwargs)
     return trainable_copy(start, model, *forget_args, family=family, **model_kwargs)
 
 
@@ -116,7 +121,7 @@ def eubo_unlearn(
     curvature: str | None = None,
     patience: int = 200,
     tol: float = 1e-3,
-    on_divergence: str = "raise",
+    on_unreliable: str = "raise",
     progress_bar: bool = True,
     seed: int = 0,
 ):
@@ -156,11 +161,22 @@ def eubo_unlearn(
         flow, trained with Adam.
     init : {"full", "laplace"}
         Start at :math:`q(\theta\mid D)` or at the one-step Laplace solution (GGN downdate).
-    on_divergence : {"raise", "warn", "ignore"}
-        Guard against catastrophic unlearning: if :math:`\mathrm{KL}(q_u\|q(\theta\mid D))`
-        exceeds ``DRIFT_FACTOR`` (3) times that of the one-step Laplace solution plus 1 nat,
-        raise :class:`UnlearningDivergedError`, warn, or accept.
+    on_unreliable : {"raise", "warn", "ignore"}
+        The library's one policy for unreliable results (:mod:`pyro_unlearn.errors`). Two
+        checks: the divided-out target is improper at the mode (:class:`ImproperTargetError`:
+        :math:`\Lambda_D - \Lambda_e` not positive definite, e.g. the same data forgotten
+        twice); catastrophic unlearning (:class:`UnlearningDivergedError`:
+        :math:`\mathrm{KL}(q_u\|q(\theta\mid D))` exceeds ``DRIFT_FACTOR`` (3) times that of
+        the one-step Laplace solution plus 1 nat). ``"raise"`` (default), or return the result
+        flagged (``result.reliable`` False) with a warning (``"warn"``) or without.
     """
+    for name, value in (("num_particles", num_particles), ("patience", patience)):
+        _checks.count(name, value)
+    _checks.count("num_samples", num_samples, minimum=0)
+    if num_steps is not None:
+        _checks.count("num_steps", num_steps)
+    _checks.positive("lr", lr)
+    _checks.seed(seed)
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = _forget_options(mask, plate, sites)
@@ -168,10 +184,7 @@ def eubo_unlearn(
     optimizer = optimizer or ("natural" if family in ("multivariate", "diagonal") else "adam")
     if optimizer not in ("natural", "adam"):
         raise ValueError(f"optimizer must be 'natural' or 'adam', got {optimizer!r}")
-    if on_divergence not in ("raise", "warn", "ignore"):
-        raise ValueError(
-            f"on_divergence must be 'raise', 'warn' or 'ignore', got {on_divergence!r}"
-        )
+    check_on_unreliable(on_unreliable)
     if init not in ("full", "laplace"):
         raise ValueError(f"init must be 'full' or 'laplace', got {init!r}")
     view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
@@ -182,6 +195,7 @@ def eubo_unlearn(
         "optimizer": optimizer,
         **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
     }
+    _check_proper(diagnostics, lam, on_unreliable)
     if lam >= 1:  # the forget term is off everywhere: q(theta|D) itself is the optimum
         copy = _copy_of_family(guide, model, forget_args, model_kwargs, family)
         diagnostics.update(losses=[], num_steps=0, stopped_early=False)
@@ -212,7 +226,7 @@ def eubo_unlearn(
         )
         diagnostics["evaluator"] = evaluator.describe()
         return result, diagnostics
-    guide_u = _copy_of_family(start, model, forget_args, model_kwargs, family)
+    guide_u = _copy_of_family(start, model, forget_args, model_kwargs, family, seed)
     _adam_eubo(
         guide,
         guide_u,
@@ -229,7 +243,7 @@ def eubo_unlearn(
     )
     guide_u = freeze(guide_u)
     diagnostics["evaluator"] = evaluator.describe()
-    _check_divergence(guide, view, guide_u, laplace_step, on_divergence, diagnostics)
+    _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnostics)
     return guide_u, diagnostics
 
 
@@ -253,10 +267,6 @@ def _is_laplace(guide) -> bool:
     return isinstance(guide, LaplaceGuide) or (
         isinstance(guide, AutoMultivariateNormal) and "loc" in guide._buffers
     )
-
-
-class UnlearningDivergedError(RuntimeError):
-    """The unlearned posterior ran far from where the forget set could have moved it."""
 
 
 def _drift(guide_u, full_guide, num_samples: int = 4000) -> float:
@@ -286,22 +296,35 @@ def _as_posterior(g: FlatGaussian) -> GaussianPosterior:
     return GaussianPosterior(g.loc.detach(), g.precision_matrix().detach())
 
 
-def _check_divergence(guide, view, guide_u, laplace_step, on_divergence, diagnostics) -> None:
+def _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnostics) -> None:
     drift = _drift(guide_u, guide)
     expected = _drift(laplace_step, view)  # a flow is compared through its Gaussian view
     diagnostics.update(drift=drift, laplace_drift=expected)
-    if drift <= DRIFT_FACTOR * expected + 1.0 or on_divergence == "ignore":
+    if drift <= DRIFT_FACTOR * expected + 1.0:
         return
     message = (
         f"catastrophic unlearning suspected: KL(q_u || q(theta|D)) = {drift:.3g} nats, "
         f"{drift / max(expected, 1e-12):.3g}x that of a one-step Laplace unlearning ({expected:.3g}); "
         "the divided-out target q(theta|D)/p(D_e|theta) has mass where q(theta|D) is not "
         "accurate. Use optimizer='natural' (one step), method='laplace', or a larger lam; "
-        "on_divergence='ignore' keeps this result"
+        "on_unreliable='warn' returns this result flagged"
     )
-    if on_divergence == "raise":
-        raise UnlearningDivergedError(message)
-    warnings.warn(message, stacklevel=3)
+    unreliable(UnlearningDivergedError(message), on_unreliable, diagnostics, stacklevel=4)
+
+
+def _check_proper(diagnostics: dict, lam: float, on_unreliable: str) -> None:
+    """An improper divided-out target (at the mode) is an impossible request, not a result."""
+    if diagnostics["target_proper"] or lam >= 1:
+        return
+    message = (
+        "the divided-out target q(theta|D)/p(D_e|theta) is improper: Lambda_D - Lambda_e has "
+        f"smallest eigenvalue {diagnostics['target_min_eigenvalue']:.4g} at the mode, so the "
+        "forget set removes more than q(theta|D) holds (the same data forgotten twice, or a "
+        "mean-field q(theta|D) whose diagonal precision understates a correlated forget "
+        "term). Check the request (a ForgetLedger refuses repeats), use a full-covariance "
+        "q(theta|D), or retrain; on_unreliable='warn' returns the result flagged"
+    )
+    unreliable(ImproperTargetError(message), on_unreliable, diagnostics, stacklevel=4)
 
 
 def _natural_eubo(
@@ -433,7 +456,7 @@ def rkl_unlearn(
     family: str | None = None,
     num_samples: int = 20000,
     proposal: str = "full",
-    on_degenerate: str = "raise",
+    on_unreliable: str = "raise",
     num_steps: int = 1000,
     lr: float = 0.01,
     seed: int = 0,
@@ -454,9 +477,16 @@ def rkl_unlearn(
     proposal : {"full", "laplace"}
         Draw from :math:`q(\theta\mid D)` (the published method) or from the one-step
         Laplace unlearning solution (GGN downdate), reweighted to the same target.
-    on_degenerate : {"raise", "warn", "ignore"}
-        What to do when the Pareto :math:`\hat k` of the weights exceeds 0.7.
+    on_unreliable : {"raise", "warn", "ignore"}
+        The one policy for unreliable results: an improper divided-out target
+        (:class:`ImproperTargetError`) or degenerate weights (:class:`DegenerateWeightsError`:
+        Pareto k-hat > 0.7). ``"raise"`` (default), or return the result flagged, with a
+        warning (``"warn"``) or without.
     """
+    _checks.count("num_samples", num_samples, minimum=25)  # a Pareto tail needs draws
+    _checks.count("num_steps", num_steps)
+    _checks.positive("lr", lr)
+    _checks.seed(seed)
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = _forget_options(mask, plate, sites)
@@ -474,6 +504,8 @@ def rkl_unlearn(
         "proposal": proposal,
         **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
     }
+    check_on_unreliable(on_unreliable)
+    _check_proper(diagnostics, lam, on_unreliable)
     full = flow_posterior(guide) if is_flow(guide) else flat_gaussian(guide)
     proposal_gaussian = None
     if proposal == "laplace":
@@ -488,7 +520,7 @@ def rkl_unlearn(
         lam=lam,
         num_samples=num_samples,
         proposal=proposal_gaussian,
-        on_degenerate=on_degenerate,
+        on_unreliable=on_unreliable,
         seed=seed,
     )
     diagnostics.update(
@@ -498,8 +530,11 @@ def rkl_unlearn(
         num_samples=num_samples,
         evaluator=evaluator.describe(),
     )
+    if not samples.reliable:
+        diagnostics["reliable"] = False
+        diagnostics.setdefault("unreliable", []).extend(samples.unreliable)
     if family == "flow":
-        guide_u = residual_flow(guide, model, *forget_args, **model_kwargs)
+        guide_u = residual_flow(guide, model, *forget_args, seed=seed, **model_kwargs)
         diagnostics["losses"] = _weighted_flow_fit(guide_u, samples, num_steps, lr, seed)
         return freeze(guide_u), diagnostics
     fitted = samples.weighted_gaussian(diagonal=family == "diagonal")

@@ -386,7 +386,7 @@ def test_ess_rhat_shapes_and_values():
     assert bulk[0] > 2000 > 500 > bulk[1] > bulk[2]  # less mixing, fewer effective draws
     assert abs(arviz_compat.rhat(x)[0] - 1) < 0.01 < arviz_compat.rhat(x)[2] - 1
     with pytest.raises(ValueError, match="bulk"):
-        arviz_compat.ess(x, "mean")
+        arviz_compat.ess(x, "median")
     with pytest.raises(ValueError, match="chains, draws"):
         arviz_compat.rhat(np.zeros(100))
 
@@ -418,3 +418,16 @@ if __name__ == "__main__":
         regenerate()
     else:
         print(__doc__)
+
+
+def test_models_of_other_chain_counts_are_plotted_on_common_draws():
+    """arviz_plots concatenates models with an outer join: a 4-chain reference beside 1-chain
+    draws would NaN-pad the others and wipe them off the plot; the plots resample first."""
+    rng = np.random.default_rng(0)
+    one = arviz_compat.from_dict({"posterior": {"w": rng.normal(0, 1, (1, 500, 3))}})
+    four = arviz_compat.from_dict({"posterior": {"w": rng.normal(3, 1, (4, 300, 3))}})
+    common = arviz_compat._common_draws({"one": one, "four": four})
+    shapes = {k: arviz_compat.group(v, "posterior")["w"].shape for k, v in common.items()}
+    assert shapes == {"one": (1, 500, 3), "four": (1, 500, 3)}
+    values = arviz_compat.group(common["four"], "posterior")["w"].values
+    assert np.isfinite(values).all() and abs(values.mean() - 3) < 0.2

@@ -78,6 +78,13 @@ def test_bench_quick_writes_tables(tmp_path, monkeypatch):
         (["demo", "--fraction", "1.5"], "--fraction must lie in (0, 1)"),
         (["demo", "--quick", "--out", "/proc/forbidden"], "cannot create --out"),
         (["bench", "--suite", "nonsense"], "unknown suite 'nonsense'"),
+        (["demo", "--seed", "-1"], "--seed must be an integer in [0, 2**63)"),
+        (["demo", "--seed", str(2**66)], "--seed must be an integer in [0, 2**63)"),
+        (["bench", "--seeds", "0", "-3"], "--seed must be an integer"),
+        (["demo", "--fraction", "0.0001"], "forgets no patient of 569"),
+        (["demo", "--device", "meta"], "choose cpu or cuda"),
+        (["demo", "--device", "nonsense"], "--device nonsense"),
+        (["demo", "--seed", "x"], "invalid int value"),
     ]
     + ([(["demo", "--device", "cuda"], "no CUDA device")] if not torch.cuda.is_available() else []),
 )
@@ -86,7 +93,7 @@ def test_bad_arguments_exit_nonzero_without_traceback(args, message):
         [sys.executable, "-m", "pyro_unlearn", *args], capture_output=True, text=True
     )
     assert run.returncode == 2
-    assert "pyro-unlearn: error:" in run.stderr and message in run.stderr
+    assert "pyro-unlearn" in run.stderr and "error:" in run.stderr and message in run.stderr
     assert "Traceback" not in run.stderr
 
 

@@ -79,7 +79,7 @@ def test_smc_and_psis_on_cuda(blr):
     with CUDA:
         smc = pu.unlearn(blr.model, exact_guide(blr, X, y), X[:120], y[:120], method="smc", lam=0.0)
         psis = pu.unlearn(
-            blr.model, {"w": draws}, X[:20], y[:20], method="psis", on_high_k="ignore"
+            blr.model, {"w": draws}, X[:20], y[:20], method="psis", on_unreliable="ignore"
         )
     w = smc.guide.samples["w"]
     assert w.device.type == "cuda"

@@ -192,7 +192,7 @@ def test_rkl_reports_degenerate_weights(blr):
         pu.unlearn(blr.model, q_full, X[:70], y[:70], method="rkl", num_samples=5000)
     with pytest.warns(UserWarning, match="degenerate"):
         result = pu.unlearn(
-            blr.model, q_full, X[:70], y[:70], method="rkl", num_samples=5000, on_degenerate="warn"
+            blr.model, q_full, X[:70], y[:70], method="rkl", num_samples=5000, on_unreliable="warn"
         )
     assert result.diagnostics["pareto_k"] > 0.7 and result.diagnostics["ess_raw"] < 500
     # the Laplace proposal repairs it here: the reweighting is then exact
@@ -222,16 +222,12 @@ def test_mean_field_pitfall_is_detected(blr):
     assert pu.divided_target_check(blr.model, exact, forget_args, {})["target_proper"]
     report = pu.divided_target_check(blr.model, mean_field, forget_args, {})
     assert not report["target_proper"] and report["target_min_eigenvalue"] < 0
-    result = pu.unlearn(
-        blr.model,
-        mean_field,
-        *forget_args,
-        method="eubo",
-        family="diagonal",
-        num_steps=5,
-        progress_bar=False,
-    )
-    assert result.diagnostics["target_proper"] is False
+    options = dict(method="eubo", family="diagonal", num_steps=5, progress_bar=False)
+    with pytest.raises(pu.ImproperTargetError, match="smallest eigenvalue -"):
+        pu.unlearn(blr.model, mean_field, *forget_args, **options)
+    with pytest.warns(pu.errors.UnreliableResultWarning, match="improper"):
+        result = pu.unlearn(blr.model, mean_field, *forget_args, on_unreliable="warn", **options)
+    assert result.diagnostics["target_proper"] is False and not result.reliable
 
 
 def constrained_model(x, y):
@@ -360,5 +356,5 @@ def test_catastrophic_unlearning_is_caught_not_returned():
     with pytest.raises(pu.UnlearningDivergedError, match="catastrophic unlearning suspected"):
         pu.unlearn(model, q_full, X[forget], y[forget], **options)
     with pytest.warns(UserWarning, match="catastrophic"):
-        kept = pu.unlearn(model, q_full, X[forget], y[forget], on_divergence="warn", **options)
+        kept = pu.unlearn(model, q_full, X[forget], y[forget], on_unreliable="warn", **options)
     assert kept.diagnostics["drift"] > 3 * kept.diagnostics["laplace_drift"] + 1

@@ -5,7 +5,8 @@ prints a markdown table of model feature x method: the gap closed to the retrain
 posterior (``1 - KL(q_u || ref) / KL(q(theta|D) || ref)``; for conjugate models the KL is
 the closed form against the exact retrained posterior, otherwise the moment-matched KL of
 ``compare_posteriors`` against the cached NUTS reference), or the error a method refused
-with. It also prints which evaluator path and forget-set strategy each model got.
+with. Results a method judges unreliable are kept (``on_unreliable="warn"``) and marked with
+their k-hat. It also prints which evaluator path and forget-set strategy each model got.
 """
 
 from __future__ import annotations
@@ -62,7 +63,10 @@ def conjugate_row(name: str) -> dict:
                 torch.manual_seed(0)
                 posterior = pu.guides.unpack(layout, g.sample((8000,)))
         try:
-            result = pu.unlearn(model, posterior, *args, mask=forget, plate=plate, method=method)
+            options = {} if method == "laplace" else {"on_unreliable": "warn"}
+            result = pu.unlearn(
+                model, posterior, *args, mask=forget, plate=plate, method=method, **options
+            )
         except pu.api.UnsupportedPosteriorError as error:
             row[method] = _refusal(error)
             continue
@@ -141,7 +145,7 @@ def reference_row(name: str) -> dict:
                 row[method] = "n/a: NUTS did not converge (no draws to reweight)"
                 continue
             posterior = reference(name, "full")
-        options = {"psd": "clip"} if method == "laplace" else {}
+        options = {"psd": "clip"} if method == "laplace" else {"on_unreliable": "warn"}
         try:
             result = pu.unlearn(
                 model, posterior, *args, mask=forget, plate=plate, method=method, **options

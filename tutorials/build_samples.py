@@ -56,12 +56,14 @@ print(f"largest error of the reweighted mean: {error:.3f} posterior sd")"""),
     md("""## 2. A large, structured request: the 40% of patients with the highest target
 
 These points pull the posterior in one direction; removing them moves it several standard
-deviations, beyond what draws of p(θ|D) cover. PSIS says so: k̂ is far above 0.7 and a
-warning names it."""),
+deviations, beyond what draws of p(θ|D) cover. PSIS says so: k̂ is far above 0.7. By default
+that is an error (`DegenerateWeightsError`: a deletion that did not work must not look done);
+`on_unreliable="warn"` returns the result flagged, with a warning naming the number."""),
     code("""large = y.argsort(descending=True)[: int(0.4 * len(y))]
 with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
-    result = pu.unlearn(model, mcmc, X[large], y[large], method="psis")
+    result = pu.unlearn(model, mcmc, X[large], y[large], method="psis", on_unreliable="warn")
+print("reliable:", result.reliable)
 print("warning:", str(caught[0].message)[:120] if caught else None)
 error, exact = z_scores(result.guide.mean("w"), large, result.guide.num_samples)
 print(f"Pareto k = {result.diagnostics['pareto_k']:.2f}, ESS = {result.diagnostics['ess']:.1f}")

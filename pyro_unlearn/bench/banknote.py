@@ -223,11 +223,11 @@ def run(
     flow_methods = {}
     for lam in LAMBDAS:
         flow_methods[f"eubo flow, lam={lam:g}"] = dict(
-            method="eubo", lam=lam, on_divergence="ignore", progress_bar=progress, seed=seed
+            method="eubo", lam=lam, on_unreliable="ignore", progress_bar=progress, seed=seed
         )
     for lam in LAMBDAS:
         flow_methods[f"rkl flow, lam={lam:g}"] = dict(
-            method="rkl", lam=lam, on_degenerate="ignore", seed=seed
+            method="rkl", lam=lam, on_unreliable="ignore", seed=seed
         )
     for lam in ("auto", 1e-3, 1e-5):
         flow_methods[f"smc (flow anchor, lam={lam})"] = dict(method="smc", lam=lam, seed=seed)
@@ -239,7 +239,7 @@ def run(
 
     nuts_kl = scorer.kl(full_nuts.flat("w"))
     rows.append(scorer("do nothing", "NUTS draws", full_nuts, 0.0, nuts_kl))
-    psis = dict(method="psis")
+    psis = dict(method="psis", on_unreliable="warn")
     rows.append(
         _method_row(
             scorer, "psis (NUTS draws)", "NUTS draws", nuts_kl, model, full_nuts, Xe, ye, psis

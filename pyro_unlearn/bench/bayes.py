@@ -143,7 +143,7 @@ def run(
             "eubo (adam, lam=0: published)": dict(
                 method="eubo",
                 optimizer="adam",
-                on_divergence="ignore",
+                on_unreliable="ignore",
                 progress_bar=progress,
                 seed=seed,
             ),
@@ -154,14 +154,14 @@ def run(
                 method="eubo",
                 optimizer="adam",
                 lam=1e-5,
-                on_divergence="ignore",
+                on_unreliable="ignore",
                 progress_bar=progress,
                 seed=seed,
             ),
             "rkl (published; default refuses)": dict(method="rkl", seed=seed),
-            "rkl (weights forced)": dict(method="rkl", on_degenerate="ignore", seed=seed),
+            "rkl (weights forced)": dict(method="rkl", on_unreliable="ignore", seed=seed),
             "rkl (laplace proposal, forced)": dict(
-                method="rkl", proposal="laplace", on_degenerate="ignore", seed=seed
+                method="rkl", proposal="laplace", on_unreliable="ignore", seed=seed
             ),
         },
     )
@@ -189,15 +189,15 @@ def run(
             "eubo (adam, lam=0: published)": dict(
                 method="eubo",
                 optimizer="adam",
-                on_divergence="ignore",
+                on_unreliable="ignore",
                 progress_bar=progress,
                 seed=seed,
             ),
             "laplace (1 Newton step, clip)": dict(method="laplace", psd="clip"),
             "rkl (default; refuses)": dict(method="rkl", seed=seed),
-            "rkl (weights forced)": dict(method="rkl", on_degenerate="ignore", seed=seed),
+            "rkl (weights forced)": dict(method="rkl", on_unreliable="ignore", seed=seed),
             "rkl (lam=1e-5, weights forced)": dict(
-                method="rkl", lam=1e-5, on_degenerate="ignore", seed=seed
+                method="rkl", lam=1e-5, on_unreliable="ignore", seed=seed
             ),
         },
     )

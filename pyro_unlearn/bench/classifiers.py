@@ -29,7 +29,7 @@ import torch
 from .. import _rng
 from .. import nn as unn
 from ..datasets import digits
-from ..variational import UnlearningDivergedError
+from ..errors import UnlearningDivergedError
 
 ARCHITECTURES = {"mlp": (unn.mlp, 30), "cnn": (unn.small_cnn, 15)}  # network, training epochs
 

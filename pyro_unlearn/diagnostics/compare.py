@@ -26,7 +26,8 @@ import math
 
 import torch
 
-from .. import _rng
+from .. import _checks, _rng
+from ..errors import BadRequestError
 from ..model_eval import MissingLatentError, ModelEvaluator
 from ..references.conjugate import GaussianPosterior
 from .inference_data import aligned_draws, forget_split, posterior_draws
@@ -135,6 +136,10 @@ def compare_posteriors(
     """
     import pandas as pd
 
+    _checks.count("num_samples", num_samples, minimum=2)
+    _checks.seed(seed)
+    if not isinstance(posteriors, dict) or not posteriors:
+        raise BadRequestError("posteriors must be a non-empty dict of name -> posterior")
     if reference not in posteriors:
         raise KeyError(f"reference {reference!r} is not among the posteriors {list(posteriors)}")
     entries = dict(posteriors)

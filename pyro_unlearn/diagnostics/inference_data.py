@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal
 
-from .. import _rng
+from .. import _checks, _rng
 from ..guides import flat_gaussian, latent_layout, unpack
 from ..handlers.plate_mask import as_index_tensor
 from ..model_eval import ModelEvaluator
@@ -170,6 +170,8 @@ def to_inference_data(
     """
     from .. import arviz_compat
 
+    _checks.count("num_samples", num_samples)
+    _checks.seed(seed)
     evaluator = ModelEvaluator(model, args, model_kwargs)
     draws = posterior_draws(posterior, model, args, model_kwargs, num_samples, seed)
     chains, per_chain = next(iter(draws.values())).shape[:2]

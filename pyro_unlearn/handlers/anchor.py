@@ -90,8 +90,9 @@ class AnchorMessenger(Messenger):
                 if site.plates:
                     raise NotImplementedError(
                         f"anchor: latent site {site.name!r} sits in plates {site.plates}; a "
-                        "correlated anchor supports global latent sites only: use a "
-                        "mean-field guide (AutoNormal) for local latent variables"
+                        "correlated anchor handler supports global latent sites only: use "
+                        "unlearn(..., method='eubo') (it evaluates the EUBO without this "
+                        "handler, local latents included), or a mean-field guide (AutoNormal)"
                     )
         self._eps: list[torch.Tensor] = []
         self._pending: dict[str, torch.Tensor] = {}

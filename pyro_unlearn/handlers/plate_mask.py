@@ -33,7 +33,14 @@ def as_index_tensor(
     >>> as_index_tensor([4, 1], 5)
     tensor([1, 4])
     """
-    mask = torch.as_tensor(mask)
+    if isinstance(mask, set | frozenset):
+        mask = sorted(mask)  # a set of ids
+    try:
+        mask = torch.as_tensor(mask)
+    except (TypeError, ValueError, RuntimeError) as error:
+        raise ValueError(
+            f"forget mask must be a bool tensor or integer indices, got {type(mask).__name__}"
+        ) from error
     if mask.numel() == 0:
         mask = mask.long()  # an empty list arrives as a float tensor
     if mask.dim() != 1:
@@ -57,6 +64,11 @@ def as_index_tensor(
         unique, counts = index.unique(return_counts=True)
         if (counts > 1).any():
             repeated = unique[counts > 1].tolist()
+            if set(unique.tolist()) <= {0, 1}:
+                raise ValueError(
+                    f"forget mask of integers 0/1 (length {index.numel()}): integers are read "
+                    "as indices; pass a boolean mask (mask.bool()) to select elements"
+                )
             raise ValueError(f"forget indices are repeated: {repeated[:10]}")
         index = unique
     if index.numel() == 0 and not allow_empty:
@@ -91,6 +103,8 @@ class PlateMaskMessenger(Messenger):
         if plate is not None and not isinstance(plate, str | int):
             raise ValueError(f"plate must be a plate name or a negative int, got {plate!r}")
         super().__init__()
+        if isinstance(mask, set | frozenset):
+            mask = sorted(mask)  # a set of ids
         self.plate = plate
         self._index = None if mask is None else as_index_tensor(mask, allow_empty=self.allow_empty)
         self._raw_mask = None if mask is None else torch.as_tensor(mask)

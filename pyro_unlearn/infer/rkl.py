@@ -18,9 +18,7 @@ linear-Gaussian likelihood the weights have finite variance only when
 
 from __future__ import annotations
 
-import math
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pyro
@@ -31,16 +29,12 @@ from pyro.infer import ELBO
 from pyro.infer.autoguide import AutoContinuous, AutoNormal
 
 from .. import _rng, arviz_compat
+from ..errors import DegenerateWeightsError, check_on_unreliable, unreliable
 from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
+from ..importance import psis_reliability
 from ..model_eval import ModelEvaluator, as_values, forget_evaluator
 from ..posteriors import log_density_max
 from .eubo import inside_adjusted
-
-PARETO_K_THRESHOLD = 0.7
-
-
-class DegenerateWeightsError(RuntimeError):
-    """The importance weights are too uneven to estimate anything (Pareto k > 0.7)."""
 
 
 @dataclass
@@ -52,6 +46,11 @@ class ImportanceSamples:
     pareto_k: float
     ess: float
     ess_raw: float
+    unreliable: list = field(default_factory=list)  # why the weights cannot be trusted
+
+    @property
+    def reliable(self) -> bool:
+        return not self.unreliable
 
     def weighted_gaussian(self, diagonal: bool = False) -> FlatGaussian:
         """Closed-form rKL optimum over Gaussians: the weighted mean and covariance."""
@@ -74,7 +73,7 @@ def importance_samples(
     lam: float = 0.0,
     num_samples: int = 20000,
     proposal: FlatGaussian | dist.Distribution | None = None,
-    on_degenerate: str = "raise",
+    on_unreliable: str = "raise",
     seed: int = 0,
     smooth: bool = True,
     evaluator: ModelEvaluator | None = None,
@@ -87,14 +86,12 @@ def importance_samples(
     ``plate``, ``sites`` as for :func:`~pyro_unlearn.forget`). ``full`` (and ``proposal``) are
     Gaussians over the flat unconstrained vector or any distribution over it, e.g. a flow's
     :func:`~pyro_unlearn.flows.flow_posterior`.
-    ``on_degenerate`` is ``"raise"`` (:class:`DegenerateWeightsError`), ``"warn"`` or
-    ``"ignore"`` when the Pareto :math:`\hat k` exceeds 0.7. With ``smooth`` the weights
-    are Pareto-smoothed (PSIS) before use.
+    ``on_unreliable`` is the library's policy for unreliable results: ``"raise"``
+    (:class:`~pyro_unlearn.errors.DegenerateWeightsError`), ``"warn"`` or ``"ignore"`` (the
+    samples are returned with ``reliable=False``) when the Pareto :math:`\hat k` exceeds
+    0.7. With ``smooth`` the weights are Pareto-smoothed (PSIS) before use.
     """
-    if on_degenerate not in ("raise", "warn", "ignore"):
-        raise ValueError(
-            f"on_degenerate must be 'raise', 'warn' or 'ignore', got {on_degenerate!r}"
-        )
+    check_on_unreliable(on_unreliable)
     evaluator = evaluator or forget_evaluator(model, forget_args, model_kwargs, **forget_options)
     proposal = proposal or full
     z = _draw(proposal, num_samples, seed)
@@ -114,17 +111,15 @@ def importance_samples(
         log_weights = torch.as_tensor(smoothed, dtype=z.dtype) if smooth else raw
     log_weights = log_weights - log_weights.logsumexp(0)
     ess = float(1.0 / log_weights.exp().pow(2).sum())
-    if not math.isfinite(pareto_k) or pareto_k > PARETO_K_THRESHOLD:
+    flags: dict = {}
+    reliable, reason = psis_reliability(log_w, pareto_k, ess)
+    if not reliable:
         message = (
-            f"importance weights are degenerate: Pareto k = {pareto_k:.2f} > {PARETO_K_THRESHOLD}, "
-            f"effective sample size {ess_raw:.1f} of {num_samples}; the forget set removes more "
-            "than the proposal covers. Try proposal='laplace', a larger lam, or method='eubo'"
+            f"importance weights are degenerate: {reason}; the forget set removes more than "
+            "the proposal covers. Try proposal='laplace', a larger lam, or method='eubo'"
         )
-        if on_degenerate == "raise":
-            raise DegenerateWeightsError(message)
-        if on_degenerate == "warn":
-            warnings.warn(message, stacklevel=2)
-    return ImportanceSamples(z, log_weights, pareto_k, ess, ess_raw)
+        unreliable(DegenerateWeightsError(message), on_unreliable, flags)
+    return ImportanceSamples(z, log_weights, pareto_k, ess, ess_raw, flags.get("unreliable", []))
 
 
 def _draw(proposal, num_samples: int, seed: int) -> torch.Tensor:

@@ -16,7 +16,9 @@ they iterate, a dict of diagnostics. Losses, each using only the forget set
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import functools
 import itertools
 import time
 
@@ -24,9 +26,91 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .. import _rng
-from ..variational import UnlearningDivergedError
+from .. import _checks, _rng
+from ..errors import BadRequestError, UnlearningDivergedError
 from .fisher import diagonal_fisher, output_sensitivity
+
+
+def _check_examples(net: nn.Module, x, y=None, *, name: str = "x_forget") -> None:
+    """A forget set the method can use: non-empty, finite inputs, one integer label per
+    input, each a class of the network (labels out of range would otherwise be ignored or
+    read as "forgotten" at once)."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or len(x) == 0:
+        raise BadRequestError(f"{name} must be a non-empty tensor of inputs, got {_describe(x)}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise BadRequestError(f"{name} holds non-finite values (NaN or inf)")
+    if y is None:
+        return
+    label_name = name.replace("x_", "y_")
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.dtype == torch.bool:
+        raise BadRequestError(
+            f"{label_name} must be a tensor of integer class labels, got {_describe(y)}"
+        )
+    if y.shape != x.shape[:1]:
+        raise BadRequestError(
+            f"{label_name} has shape {tuple(y.shape)}; expected one label per input, ({len(x)},)"
+        )
+    with torch.no_grad():
+        classes = net(x[:1]).shape[-1]
+    if int(y.min()) < 0 or int(y.max()) >= classes:
+        bad = y[(y < 0) | (y >= classes)].unique().tolist()
+        raise BadRequestError(
+            f"{label_name} holds labels {bad[:5]} outside the network's {classes} classes "
+            f"[0, {classes})"
+        )
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+@contextlib.contextmanager
+def evaluating(net: nn.Module):
+    """``net`` in eval mode for a statistic of it (importances, adversarial examples, class
+    count): batch norm uses its running statistics and leaves them alone, dropout is off, any
+    batch size works. The modules' modes are restored afterwards."""
+    modes = [m.training for m in net.modules()]
+    net.eval()
+    try:
+        yield net
+    finally:
+        for module, mode in zip(net.modules(), modes, strict=True):
+            module.training = mode
+
+
+def guarded(*example_args: str):
+    """Check the examples, then run the method on a copy of the network with its randomness
+    (dropout masks) seeded by the method's ``seed``: the caller's network (parameters,
+    buffers such as batch-norm statistics, train/eval mode) and RNG state are untouched,
+    and the same seed gives the same network."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def method(net, *args, **options):
+            from pyro.infer.autoguide import AutoGuide
+
+            if not isinstance(net, nn.Module) or isinstance(net, AutoGuide):
+                raise BadRequestError(
+                    f"{fn.__name__} takes a trained torch network, got {_describe(net)}"
+                )
+            seed = _checks.seed(options.get("seed", 0))
+            work = copy.deepcopy(net)  # even a forward pass in train mode moves BN buffers
+            named = dict(zip(example_args, args, strict=False))
+            with torch.random.fork_rng():
+                work.eval()  # the checks' forward pass: any batch size, no dropout
+                _check_examples(work, named.get("x_forget"), named.get("y_forget"))
+                if "x_all" in named:
+                    _check_examples(work, named["x_all"], named.get("y_all"), name="x_all")
+                for theirs, ours in zip(net.modules(), work.modules(), strict=True):
+                    ours.training = theirs.training
+                torch.manual_seed(seed)
+                return fn(work, *args, **options)
+
+        return method
+
+    return decorate
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -40,17 +124,19 @@ def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
 def train(
     net: nn.Module, x, y, *, epochs: int = 30, lr: float = 1e-3, batch_size: int = 64, seed: int = 0
 ) -> nn.Module:
-    """Train ``net`` in place with Adam and cross-entropy; returns it."""
-    torch.manual_seed(seed)
-    optim = torch.optim.Adam(net.parameters(), lr=lr)
-    g = _rng.generator(seed)
-    net.train()
-    for _ in range(epochs):
-        for batch in _rng.permutation(len(x), g).split(batch_size):
-            optim.zero_grad()
-            nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
-            optim.step()
-    net.eval()
+    """Train ``net`` in place with Adam and cross-entropy; returns it (seeded locally: the
+    caller's RNG state is untouched)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # dropout masks
+        optim = torch.optim.Adam(net.parameters(), lr=lr)
+        g = _rng.generator(seed)
+        net.train()
+        for _ in range(epochs):
+            for batch in _rng.permutation(len(x), g).split(batch_size):
+                optim.zero_grad()
+                nn.functional.cross_entropy(net(x[batch]), y[batch]).backward()
+                optim.step()
+        net.eval()
     return net
 
 
@@ -60,8 +146,10 @@ def retrain(make_net, x_retain, y_retain, *, seed: int = 0, **train_options) -> 
     ``seed`` fixes the initialisation as well as the training order, so the result does not
     depend on what ran before in the process.
     """
-    torch.manual_seed(seed)
-    return train(make_net(), x_retain, y_retain, seed=seed, **train_options)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)  # the initialisation
+        net = make_net()
+    return train(net, x_retain, y_retain, seed=seed, **train_options)
 
 
 def finetune(
@@ -137,6 +225,7 @@ def pbu_loss(net, reference, fisher, x, y, alpha: float, beta: float, gamma: flo
     return -alpha * nn.functional.cross_entropy(net(x), y) + penalty
 
 
+@guarded("x_forget", "y_forget")
 def pbu(
     net: nn.Module,
     x_forget,
@@ -158,7 +247,8 @@ def pbu(
     the authors' :math:`\alpha:\beta` with :math:`\gamma = 40` instead of their 4000 (measured
     here on digits: with :math:`\gamma = 4000` the :math:`\ell_2` pull cancels the ascent).
     """
-    fisher = diagonal_fisher(net, x_forget)
+    with evaluating(net):
+        fisher = diagonal_fisher(net, x_forget)
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
 
     def loss(model, xb, yb):
@@ -177,6 +267,7 @@ def pbu(
     )
 
 
+@guarded("x_forget", "y_forget")
 def neggrad(
     net,
     x_forget,
@@ -221,6 +312,7 @@ def lipschitz_loss(net, x, noise: torch.Tensor) -> torch.Tensor:
     return ratio.mean(0).sum()
 
 
+@guarded("x_forget")
 def jit(
     net: nn.Module,
     x_forget,
@@ -284,6 +376,7 @@ def minibatch_importance(net: nn.Module, x, y, *, batch_size: int = 64) -> dict[
     return {k: v / len(batches) for k, v in importance.items()}
 
 
+@guarded("x_forget", "y_forget", "x_all", "y_all")
 def ssd(
     net: nn.Module,
     x_forget,
@@ -305,8 +398,11 @@ def ssd(
     """
     start = time.perf_counter()
     order = _rng.permutation(len(x_all), _rng.generator(seed))
-    forget_importance = minibatch_importance(net, x_forget, y_forget, batch_size=batch_size)
-    all_importance = minibatch_importance(net, x_all[order], y_all[order], batch_size=batch_size)
+    with evaluating(net):
+        forget_importance = minibatch_importance(net, x_forget, y_forget, batch_size=batch_size)
+        all_importance = minibatch_importance(
+            net, x_all[order], y_all[order], batch_size=batch_size
+        )
     net = copy.deepcopy(net)
     dampened = 0
     with torch.no_grad():
@@ -386,6 +482,7 @@ def mas_importance(net: nn.Module, x) -> dict[str, torch.Tensor]:
     return normalised
 
 
+@guarded("x_forget", "y_forget")
 def runner_up_labels(net: nn.Module, x, y) -> torch.Tensor:
     r"""The class each input is most likely to be, other than its own: :math:`\arg\max_{c\ne y_i} f_\theta(x_i)_c`.
 
@@ -400,8 +497,6 @@ def runner_up_labels(net: nn.Module, x, y) -> torch.Tensor:
     >>> runner_up_labels(net, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 2]))
     tensor([1, 0])
     """
-    if y.shape != x.shape[:1]:
-        raise ValueError(f"y has shape {tuple(y.shape)}; expected one label per input, {len(x)}")
     with torch.no_grad():
         logits = net(x).clone()
     logits.scatter_(-1, y.unsqueeze(-1), -torch.inf)
@@ -434,6 +529,7 @@ def instance_loss(
     return (forget_sum + adversarial_sum) / (len(x) + len(x_adv)) + lam * anchor / 2
 
 
+@guarded("x_forget", "y_forget")
 def instance_unlearn(
     net: nn.Module,
     x_forget,
@@ -460,13 +556,15 @@ def instance_unlearn(
     forget samples, until the forget accuracy reaches 0 (or ``max_steps``).
     """
     g = _rng.generator(seed)
-    classes = net(x_forget[:1]).shape[-1]
+    with evaluating(net), torch.no_grad():
+        classes = net(x_forget[:1]).shape[-1]
     x_rep = x_forget.repeat_interleave(num_adversarial, 0)
     y_rep = y_forget.repeat_interleave(num_adversarial, 0)
     offsets = _rng.integers(1, classes, len(y_rep), g).to(y_rep.device)
     y_adv = (y_rep + offsets) % classes
-    x_adv = targeted_pgd(net, x_rep, y_adv, eps=eps, step=pgd_step, iterations=pgd_iterations)
-    importance = mas_importance(net, x_forget)
+    with evaluating(net):
+        x_adv = targeted_pgd(net, x_rep, y_adv, eps=eps, step=pgd_step, iterations=pgd_iterations)
+        importance = mas_importance(net, x_forget)
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
     new = copy.deepcopy(net)
     optim = torch.optim.SGD(new.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)

@@ -12,6 +12,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..errors import BadRequestError
+
 
 def per_sample(net: nn.Module, x, y) -> dict[str, torch.Tensor]:
     """Per-example cross-entropy loss and predictive entropy."""
@@ -42,6 +44,13 @@ def membership_attack(
     """
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
+
+    for name, x, y in (("x_forget", x_forget, y_forget), ("x_test", x_test, y_test)):
+        if len(x) < 2 or len(y) != len(x):
+            raise BadRequestError(
+                f"membership_attack: {name} must hold at least 2 examples with one label each "
+                f"(got {len(x)} inputs, {len(y)} labels): the attack is cross-validated"
+            )
 
     a = per_sample(net, x_forget, y_forget)[feature].double().cpu().numpy()
     b = per_sample(net, x_test, y_test)[feature].double().cpu().numpy()

@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
 
-from .. import _rng
+from .. import _checks, _rng
 from .._user_model import user_call
 from ..fit import fit_svi
 from ..handlers import retain
@@ -242,6 +241,13 @@ def retrain(
 
     if method not in METHODS:
         raise ValueError(f"retrain method must be one of {METHODS}, got {method!r}")
+    _checks.count("num_samples", num_samples)
+    _checks.count("warmup_steps", warmup_steps, minimum=0)
+    _checks.count("num_chains", num_chains)
+    _checks.count("svi_steps", svi_steps)
+    _checks.positive("lr", lr)
+    _checks.seed(seed)
+    _checks.finite_data(args, kwargs)
     settings = ", ".join(
         f"{k}={v}"
         for k, v in {
@@ -277,19 +283,20 @@ def retrain(
     if method in ("nuts", "hmc"):
         chains = []
         for chain in range(num_chains):
-            pyro.set_rng_seed(seed + chain)
-            if method == "nuts":
-                kernel = NUTS(retained_model, full_mass=True, **init)
-            else:  # the default 2 pi is a full orbit of a whitened Gaussian: no mixing at all
-                kernel = HMC(retained_model, full_mass=True, trajectory_length=2.0, **init)
-            mcmc = MCMC(
-                kernel,
-                num_samples=num_samples,
-                warmup_steps=warmup_steps,
-                disable_progbar=not progress_bar,
-            )
-            mcmc.run(*args, **kwargs)
-            chains.append(mcmc.get_samples())
+            with torch.random.fork_rng():  # seeded here; the caller's RNG state untouched
+                torch.manual_seed(seed + chain)
+                if method == "nuts":
+                    kernel = NUTS(retained_model, full_mass=True, **init)
+                else:  # the default 2 pi is a full orbit of a whitened Gaussian: no mixing
+                    kernel = HMC(retained_model, full_mass=True, trajectory_length=2.0, **init)
+                mcmc = MCMC(
+                    kernel,
+                    num_samples=num_samples,
+                    warmup_steps=warmup_steps,
+                    disable_progbar=not progress_bar,
+                )
+                mcmc.run(*args, **kwargs)
+                chains.append(mcmc.get_samples())
         samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0]}
         diagnostics = convergence(samples)
     elif method == "svi":

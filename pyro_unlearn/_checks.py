@@ -1,0 +1,61 @@
+"""Argument checks shared by the entry points (a base module): a bad value is refused before
+any work, with a message naming the argument and the value."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import BadRequestError
+
+MAX_SEED = 2**63 - 1
+
+
+def count(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int of at least ``minimum`` (``True`` and ``2.0`` are not counts)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise BadRequestError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return value
+
+
+def positive(name: str, value) -> float:
+    """A finite number > 0."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise BadRequestError(f"{name} must be a positive number, got {value!r}")
+    if not math.isfinite(value):
+        raise BadRequestError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
+def seed(value) -> int:
+    """A seed torch's generators take: an int in [0, 2**63)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+        raise BadRequestError(f"seed must be an integer in [0, 2**63), got {value!r}")
+    return value
+
+
+def finite_data(args: tuple, kwargs: dict | None = None) -> None:
+    """Every floating-point tensor among the model's arguments holds only finite values
+    (a NaN or inf in the data would silently corrupt a posterior, or fail deep in a solver)."""
+    named = [(f"argument {i}", a) for i, a in enumerate(args)]
+    named += [(f"keyword argument {k!r}", v) for k, v in (kwargs or {}).items()]
+    for name, value in named:
+        for path, tensor in _tensors(value, name):
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                bad = int((~torch.isfinite(tensor)).sum())
+                raise BadRequestError(
+                    f"{path} (shape {tuple(tensor.shape)}) holds {bad} non-finite value(s) "
+                    "(NaN or inf): remove or impute them before unlearning"
+                )
+
+
+def _tensors(value, path: str):
+    if isinstance(value, torch.Tensor):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from _tensors(item, f"{path}[{key!r}]")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            yield from _tensors(item, f"{path}[{i}]")

@@ -1,0 +1,44 @@
+"""Importance weights: when to trust them (a base module: PSIS itself is in :mod:`.arviz_compat`).
+
+Shared by rKL, PSIS and SMC unlearning, so that one rule decides what "degenerate" means.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import arviz_compat
+
+PARETO_K_THRESHOLD = 0.7
+UNIFORM_ESS = 0.99  # raw weights this even (ESS / S) are reliable whatever k-hat says
+
+
+def relative_efficiency(log_ratios: torch.Tensor, chains: int) -> float:
+    """``reff`` of PSIS as ArviZ's ``loo`` computes it: the ESS of the mean of the ratios
+    (arranged by chain) over the number of draws; 1 for independent draws (one chain)."""
+    if chains < 2:
+        return 1.0
+    ratios = (log_ratios - log_ratios.max()).exp().double().cpu().numpy()
+    per_chain = ratios.reshape(chains, -1)
+    return float(min(arviz_compat.ess(per_chain, method="mean") / ratios.size, 1.0))
+
+
+def psis_reliability(log_ratios: torch.Tensor, pareto_k: float, ess: float) -> tuple[bool, str]:
+    """Whether PSIS weights are unreliable, and what happened: k-hat > 0.7 means the Pareto
+    fit says the right tail is too heavy, unless the raw weights are nearly uniform (a model
+    that fits every forgotten point almost perfectly gives weights 1 +- 1e-9, where the fit
+    of a tail to rounding noise returns k-hat 3 or inf)."""
+    num = len(log_ratios)
+    raw = log_ratios - log_ratios.logsumexp(0)
+    raw_ess = float(1.0 / raw.exp().pow(2).sum())
+    if raw_ess >= UNIFORM_ESS * num:
+        return True, f"raw weights nearly uniform (ESS {raw_ess:.0f} of {num}): reliable"
+    if math.isfinite(pareto_k) and pareto_k <= PARETO_K_THRESHOLD:
+        return True, f"Pareto k = {pareto_k:.2f}"
+    return False, (
+        f"Pareto k = {pareto_k:.2f} > {PARETO_K_THRESHOLD}: the right tail of the weights "
+        f"is too heavy for a finite-variance estimate (effective sample size {ess:.0f} of "
+        f"{num}, {raw_ess:.0f} before smoothing)"
+    )
