@@ -5,7 +5,7 @@ the forget data only, and check how close the result comes to retraining.
 """
 
 from . import errors, nn
-from .api import UnlearnResult, available_methods, register_method, unlearn
+from .api import UnlearnResult, available_methods, unlearn
 from .diagnostics import (
     compare_posteriors,
     energy_distance,
@@ -20,6 +20,7 @@ from .errors import (
     UnlearningError,
     UnreliableResultError,
     UnreliableResultWarning,
+    UnsupportedPosteriorError,
 )
 from .fit import fit_laplace, fit_svi
 from .flows import CholeskyAffine, fit_flow, flow_guide, flow_posterior, residual_flow
@@ -33,9 +34,14 @@ from .infer import (
     importance_samples,
     unlearning_model,
 )
-from .laplace import NotPositiveDefiniteError, laplace_unlearn
 from .ledger import ForgetLedger, RepeatedDeletionError
+from .methods.eubo import UnlearningDivergedError, eubo_unlearn
+from .methods.laplace import NotPositiveDefiniteError, laplace_unlearn
+from .methods.psis import psis_unlearn
+from .methods.rkl import rkl_unlearn
+from .methods.smc import SMCStalledError, smc_unlearn
 from .models import BayesianLogisticRegression
+from .posteriors import WeightedSamples
 from .references import (
     BayesianLinearRegression,
     BetaBernoulli,
@@ -43,9 +49,7 @@ from .references import (
     Reference,
     retrain,
 )
-from .samples import WeightedSamples, psis_unlearn
-from .smc import SMCStalledError, smc_unlearn
-from .variational import UnlearningDivergedError, divided_target_check, eubo_unlearn, rkl_unlearn
+from .targets import divided_target_check
 
 __version__ = "0.1.0"
 
@@ -54,6 +58,7 @@ __all__ = [
     "ImproperTargetError",
     "UnlearningError",
     "UnreliableResultError",
+    "UnsupportedPosteriorError",
     "UnreliableResultWarning",
     "errors",
     "EUBO",
@@ -89,7 +94,6 @@ __all__ = [
     "flat_gaussian",
     "forget",
     "laplace_unlearn",
-    "register_method",
     "retain",
     "trainable_copy",
     "unlearn",

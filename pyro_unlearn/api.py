@@ -1,38 +1,47 @@
-"""``unlearn()``: one entry point, a registry of methods, results as data."""
+"""``unlearn()``: one entry point, an explicit table of methods, results as data.
+
+The table is built here from the method modules below (no registration on import): following
+``unlearn(..., method=name)`` leads to ``METHODS[name]``, a function
+``(model, posterior, *forget_args, **options) -> (unlearned, diagnostics)``.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 
 import torch
+from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoLaplaceApproximation, AutoNormalizingFlow
 
 from . import _checks
-from .errors import BadRequestError, UnlearningError
-from .handlers.plate_mask import MaskLike
+from .errors import BadRequestError, UnsupportedPosteriorError
+from .guides import GAUSSIAN_AUTOGUIDES
 from .ledger import ForgetLedger
+from .masks import MaskLike
+from .methods.eubo import eubo_unlearn
+from .methods.laplace import laplace_method
+from .methods.psis import psis_method
+from .methods.rkl import rkl_unlearn
+from .methods.smc import smc_unlearn
+from .nn.methods import UNLEARN_METHODS as CLASSIFIER_METHODS
+from .posteriors import WeightedSamples
+from .results import UnlearnResult
 
-_METHODS: dict[str, Callable] = {}
-
-
-def register_method(name: str) -> Callable[[Callable], Callable]:
-    """Register ``fn(model, guide, *forget_args, **options) -> (guide, diagnostics)``."""
-
-    def decorator(fn: Callable) -> Callable:
-        _METHODS[name] = fn
-        return fn
-
-    return decorator
+#: ``unlearn(..., method=name)`` calls ``METHODS[name](model, posterior, *forget_args,
+#: **options)``, which returns ``(unlearned posterior, diagnostics)``
+METHODS: dict[str, Callable] = {
+    "laplace": laplace_method,
+    "eubo": eubo_unlearn,
+    "rkl": rkl_unlearn,
+    "smc": smc_unlearn,
+    "psis": psis_method,
+    **CLASSIFIER_METHODS,
+}
 
 
 def available_methods() -> list[str]:
     """Names accepted by ``unlearn(..., method=...)``."""
-    return sorted(_METHODS)
-
-
-class UnsupportedPosteriorError(UnlearningError, TypeError):
-    """The method cannot use a posterior of this kind (it names the methods that can)."""
+    return sorted(METHODS)
 
 
 #: what each method takes: "gaussian" (the Gaussian autoguides, LaplaceGuide,
@@ -63,16 +72,6 @@ _KIND_NAMES = {
 
 def posterior_kind(posterior) -> str:
     """What kind of fitted posterior ``posterior`` is, for :data:`ACCEPTS`."""
-    from pyro.infer.autoguide import (
-        AutoDelta,
-        AutoGuide,
-        AutoLaplaceApproximation,
-        AutoNormalizingFlow,
-    )
-
-    from .guides import GAUSSIAN_AUTOGUIDES
-    from .samples import WeightedSamples
-
     if isinstance(posterior, UnlearnResult):
         posterior = posterior.guide
     if isinstance(posterior, WeightedSamples):
@@ -101,7 +100,7 @@ def check_posterior(method: str, posterior) -> None:
     kind = posterior_kind(posterior)
     if kind in accepted:
         return
-    takers = sorted(m for m, kinds in ACCEPTS.items() if kind in kinds and m in _METHODS)
+    takers = sorted(m for m, kinds in ACCEPTS.items() if kind in kinds and m in METHODS)
     hint = (
         (f"use method={takers[0]!r}" if len(takers) == 1 else f"methods {takers} take it")
         if takers
@@ -113,46 +112,6 @@ def check_posterior(method: str, posterior) -> None:
         f"method={method!r} takes {' or '.join(_KIND_NAMES[k] for k in accepted)}; got "
         f"{_KIND_NAMES[kind]} ({type(posterior).__name__}): {hint}"
     )
-
-
-@dataclass
-class UnlearnResult:
-    """What :func:`unlearn` returns.
-
-    Attributes
-    ----------
-    guide
-        The unlearned posterior, a Pyro guide: use it with
-        ``pyro.infer.Predictive(model, guide=result.guide, num_samples=...)``.
-    method : str
-        The method used.
-    seconds : float
-        Wall time of the unlearning call.
-    diagnostics : dict
-        Method-specific numbers (eigenvalues, loss traces, effective sample sizes, ...).
-    ledger : ForgetLedger or None
-        The data ids this posterior has forgotten, when ids were given.
-    """
-
-    guide: object
-    method: str
-    seconds: float
-    diagnostics: dict = field(default_factory=dict)
-    ledger: ForgetLedger | None = None
-
-    @property
-    def reliable(self) -> bool:
-        """False when the method judged its result unreliable (``on_unreliable="warn"`` or
-        ``"ignore"``); ``diagnostics["unreliable"]`` says why."""
-        return bool(self.diagnostics.get("reliable", True))
-
-    def __repr__(self) -> str:
-        forgotten = "" if self.ledger is None else f", forgotten={len(self.ledger.forgotten)}"
-        return (
-            f"UnlearnResult(method={self.method!r}, guide={type(self.guide).__name__}, "
-            f"seconds={self.seconds:.3g}{forgotten}, reliable={self.reliable}, "
-            f"diagnostics={sorted(self.diagnostics)})"
-        )
 
 
 def unlearn(
@@ -201,7 +160,7 @@ def unlearn(
     **options
         Passed to the method (e.g. ``hessian="ggn"``, ``psd="clip"`` for Laplace).
     """
-    if method not in _METHODS:
+    if method not in METHODS:
         raise ValueError(f"unknown unlearning method {method!r}; available: {available_methods()}")
     check_posterior(method, guide)
     _checks.finite_data(forget_args, model_kwargs)
@@ -233,7 +192,7 @@ def unlearn(
             )
         new_ledger = ledger.after(ids)  # refuses repeated deletions before any work
     start = time.perf_counter()
-    new_guide, diagnostics = _METHODS[method](
+    new_guide, diagnostics = METHODS[method](
         model,
         guide,
         *forget_args,

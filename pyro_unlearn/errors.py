@@ -27,6 +27,10 @@ class BadRequestError(UnlearningError, ValueError):
     """An argument is invalid (its message names the argument and the value)."""
 
 
+class UnsupportedPosteriorError(UnlearningError, TypeError):
+    """The method cannot use a posterior of this kind (it names the methods that can)."""
+
+
 class UnreliableResultError(UnlearningError, RuntimeError):
     """The method ran, and its own checks say the result cannot be trusted."""
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .errors import BadRequestError, UnlearningError
-from .handlers.plate_mask import MaskLike, as_index_tensor
+from .masks import MaskLike, as_index_tensor
 
 
 class RepeatedDeletionError(UnlearningError, ValueError):

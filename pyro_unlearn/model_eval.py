@@ -73,7 +73,7 @@ from pyro.poutine.subsample_messenger import _Subsample
 from ._user_model import user_call
 from .errors import UnlearningError
 from .handlers.forget import forget
-from .handlers.plate_mask import MaskLike, as_index_tensor
+from .masks import MaskLike, as_index_tensor
 
 PATHS = ("vectorized", "vmap", "loop")
 PARTICLE_PLATE = "_unlearn_particles"

@@ -182,6 +182,25 @@ def test_rkl_matches_retrained_moments_within_monte_carlo_error(problem):
     assert (rel_sd < 4 / (2 * d["ess"]) ** 0.5).all()
 
 
+@pytest.mark.parametrize("guide_class", [AutoNormal, AutoMultivariateNormal])
+def test_rkl_loss_constructs_and_runs_under_svi(problem, guide_class):
+    """pu.RKL is a Pyro ELBO: SVI with a fresh autoguide minimises it to the weighted moments,
+    which estimate the retrained mean to Monte Carlo error sd / sqrt(ESS)."""
+    blr, X, y, q_full, retrained = problem
+    pyro.clear_param_store()
+    loss = pu.RKL(q_full, num_samples=4000, seed=1)
+    q_u = guide_class(blr.model)
+    svi = SVI(blr.model, q_u, pyro.optim.Adam({"lr": 0.02}), loss)
+    for _ in range(1000):
+        svi.step(X[:N_FORGET], y[:N_FORGET])
+    assert loss.samples.pareto_k < 0.7
+    sd = retrained.covariance.diagonal().sqrt()
+    loc = q_u.median(X, y)["w"].detach()
+    # five Monte Carlo standard errors, plus 0.02 sd for where Adam stops
+    assert ((loc - retrained.mean).abs() < 5 * sd / loss.samples.ess**0.5 + 0.02 * sd).all()
+    pyro.clear_param_store()
+
+
 def test_rkl_reports_degenerate_weights(blr):
     X, y = synthetic(n=100, d=4)
     q_full = exact_guide(blr, X, y)

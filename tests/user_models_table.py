@@ -67,7 +67,7 @@ def conjugate_row(name: str) -> dict:
             result = pu.unlearn(
                 model, posterior, *args, mask=forget, plate=plate, method=method, **options
             )
-        except pu.api.UnsupportedPosteriorError as error:
+        except pu.UnsupportedPosteriorError as error:
             row[method] = _refusal(error)
             continue
         except Exception as error:  # noqa: BLE001 - reported in the table

@@ -104,7 +104,7 @@ def references(seed: int = 0, progress: bool = False, cache_dir: Path = CACHE):
 
 def _draws(posterior, num: int = 4000, seed: int = 0) -> torch.Tensor:
     """``(num, 5)`` weight draws from a guide (Gaussian or flow), WeightedSamples or Reference."""
-    from ..samples import WeightedSamples
+    from ..methods.psis import WeightedSamples
 
     if isinstance(posterior, WeightedSamples):
         return posterior.resample(num, seed)["w"]

@@ -9,88 +9,12 @@ ArviZ 0.2x, ``xarray.DataTree`` on 1.x).
 from __future__ import annotations
 
 import torch
-from pyro.infer.autoguide import AutoContinuous, AutoDelta, AutoNormal
 
-from .. import _checks, _rng
-from ..guides import flat_gaussian, latent_layout, unpack
-from ..handlers.plate_mask import as_index_tensor
+from .. import _checks
+from ..masks import as_index_tensor
 from ..model_eval import ModelEvaluator
-from ..posteriors import flat_posterior, is_flow
-
-
-def posterior_draws(
-    posterior,
-    model,
-    args: tuple = (),
-    kwargs: dict | None = None,
-    num_samples: int = 1000,
-    seed: int = 0,
-) -> dict[str, torch.Tensor]:
-    """Draws ``{site: (chains, draws, *shape)}`` of the latent sites, by name.
-
-    ``posterior`` may be a Pyro guide (autoguides are drawn from their posterior over the
-    flat latent vector, with a seeded generator; any other callable guide is run
-    ``num_samples`` times), an ``UnlearnResult``, ``WeightedSamples`` (resampled to equal
-    weights), a ``pyro.infer.MCMC``, a retraining ``Reference``, or a dict of
-    ``(S, *shape)`` tensors. The caller's RNG state is not touched.
-    """
-    from ..api import UnlearnResult
-    from ..samples import WeightedSamples
-
-    kwargs = kwargs or {}
-    if isinstance(posterior, UnlearnResult):
-        posterior = posterior.guide
-    if isinstance(posterior, WeightedSamples):
-        return {k: v.unsqueeze(0) for k, v in posterior.resample(num_samples, seed).items()}
-    if isinstance(posterior, dict):
-        return {k: torch.as_tensor(v).unsqueeze(0) for k, v in posterior.items()}
-    if hasattr(posterior, "get_samples"):  # MCMC
-        return posterior.get_samples(group_by_chain=True)
-    if hasattr(posterior, "flat") and hasattr(posterior, "samples"):  # Reference
-        return dict(posterior.samples)
-    if isinstance(posterior, AutoDelta):
-        with torch.no_grad():
-            point = posterior.median(*args, **kwargs)
-        return {k: v.detach().expand((1, num_samples) + v.shape) for k, v in point.items()}
-    if isinstance(posterior, AutoContinuous | AutoNormal) and posterior.prototype_trace is not None:
-        layout = latent_layout(posterior)
-        with torch.no_grad():
-            z = _flat_draws(posterior, num_samples, seed)
-        return {k: v.unsqueeze(0) for k, v in unpack(layout, z).items()}
-    if callable(posterior):
-        return _guide_runs(posterior, args, kwargs, num_samples, seed)
-    raise TypeError(f"cannot draw from a posterior of type {type(posterior).__name__}")
-
-
-def _flat_draws(guide, num_samples: int, seed: int) -> torch.Tensor:
-    if is_flow(guide):
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            return flat_posterior(guide).sample((num_samples,))
-    g = flat_gaussian(guide)
-    eps = _rng.normal((num_samples, len(g.loc)), _rng.generator(seed), like=g.loc)
-    return g.loc + eps @ g.cholesky().T
-
-
-def _guide_runs(guide, args, kwargs, num_samples: int, seed: int) -> dict[str, torch.Tensor]:
-    """A hand-written guide, run once per draw (it need not broadcast)."""
-    from pyro import poutine
-
-    runs = []
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        for _ in range(num_samples):
-            trace = poutine.trace(guide).get_trace(*args, **kwargs)
-            runs.append(
-                {
-                    name: site["value"]
-                    for name, site in trace.nodes.items()
-                    if site["type"] == "sample"
-                    and not site["is_observed"]
-                    and not site["infer"].get("is_auxiliary")
-                }
-            )
-    return {name: torch.stack([r[name] for r in runs]).unsqueeze(0) for name in runs[0]}
+from ..posteriors import posterior_draws
+from ..results import UnlearnResult
 
 
 def aligned_draws(
@@ -222,8 +146,6 @@ def _predictive(model, flat, predictive_args, kwargs, sites, chains, per_chain, 
 
 
 def _unlearning_attrs(posterior) -> dict:
-    from ..api import UnlearnResult
-
     if not isinstance(posterior, UnlearnResult):
         return {}
     attrs = {"unlearning_method": posterior.method, "unlearning_seconds": posterior.seconds}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..handlers.plate_mask import as_index_tensor
+from ..masks import as_index_tensor
 from ..model_eval import ModelEvaluator
 from .inference_data import aligned_draws, plate_dim, posterior_draws, to_inference_data
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable
 
-from .plate_mask import MaskLike, PlateMaskMessenger, under_enumeration
+from ..masks import MaskLike
+from .plate_mask import PlateMaskMessenger, under_enumeration
 
 
 class ForgetMessenger(PlateMaskMessenger):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .plate_mask import MaskLike, PlateMaskMessenger
+from ..masks import MaskLike
+from .plate_mask import PlateMaskMessenger
 
 
 class RetainMessenger(PlateMaskMessenger):

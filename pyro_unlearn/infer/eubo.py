@@ -27,7 +27,7 @@ from pyro.infer import Trace_ELBO
 from pyro.poutine.messenger import Messenger
 
 from ..handlers import AnchorMessenger, forget
-from ..handlers.plate_mask import MaskLike
+from ..masks import MaskLike
 
 
 def inside_adjusted(log_ratio: torch.Tensor | float, lam: float) -> torch.Tensor:

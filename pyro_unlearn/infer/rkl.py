@@ -26,7 +26,7 @@ import pyro.distributions as dist
 import torch
 from pyro import poutine
 from pyro.infer import ELBO
-from pyro.infer.autoguide import AutoContinuous, AutoNormal
+from pyro.infer.autoguide import AutoContinuous, AutoGuide, AutoNormal
 
 from .. import _rng, arviz_compat
 from ..errors import DegenerateWeightsError, check_on_unreliable, unreliable
@@ -217,6 +217,13 @@ class RKL(ELBO):
 
     def differentiable_loss(self, model, guide, *args, **kwargs):
         samples = self._draw(model, args, kwargs)
+        if isinstance(guide, AutoGuide):
+            # one run of the guide per step, as under Trace_ELBO: a fresh autoguide creates its
+            # parameters, and SVI records them (outside a run a PyroModule's attributes issue
+            # no pyro.param statement, so SVI would see, and step, none of them)
+            with torch.random.fork_rng(), torch.no_grad():
+                torch.manual_seed(0)
+                guide(*args, **kwargs)
         log_q = guide_log_density(guide, latent_layout(self.full_guide), samples.z, args, kwargs)
         return -(samples.log_weights.exp() * log_q).sum()
 
@@ -227,4 +234,4 @@ class RKL(ELBO):
     def loss_and_grads(self, model, guide, *args, **kwargs):
         loss = self.differentiable_loss(model, guide, *args, **kwargs)
         loss.backward()
-        return float(loss)
+        return loss.item()

@@ -1,28 +1,26 @@
-"""Unlearning for neural classifiers (point estimates): PBU, JiT, baselines and metrics."""
+"""Unlearning for neural classifiers (point estimates): PBU, JiT, baselines and metrics.
 
+One module per concept: ``training`` (train, retrain, fine-tune), one per method (``pbu`` with
+NegGrad, ``jit``, ``ssd``, ``instance`` with its PGD and importances), ``continual``
+(requests through a ledger), ``metrics`` and ``ulira`` (privacy), ``fisher`` (importances);
+``methods`` holds their ``unlearn(..., method=...)`` forms.
+"""
+
+from .continual import continual
 from .fisher import diagonal_fisher, output_sensitivity
-from .methods import (
-    accuracy,
-    continual,
-    finetune,
+from .instance import (
     instance_loss,
     instance_unlearn,
-    jit,
-    lipschitz_loss,
     mas_importance,
-    minibatch_importance,
-    neggrad,
-    pbu,
-    pbu_anchor,
-    pbu_loss,
-    retrain,
     runner_up_labels,
-    ssd,
     targeted_pgd,
-    train,
 )
+from .jit import jit, lipschitz_loss
 from .metrics import js_divergence, membership_attack, per_sample
 from .models import ClassifierModel, mlp, small_cnn
+from .pbu import neggrad, pbu, pbu_anchor, pbu_loss
+from .ssd import minibatch_importance, ssd
+from .training import accuracy, finetune, retrain, train
 from .ulira import logit_confidence, ulira
 
 __all__ = [

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import _rng
-from .methods import train
+from .training import train
 
 
 def logit_confidence(net: nn.Module, x, y) -> torch.Tensor:

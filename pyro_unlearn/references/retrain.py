@@ -22,7 +22,8 @@ from .. import _checks, _rng
 from .._user_model import user_call
 from ..fit import fit_svi
 from ..handlers import retain
-from ..handlers.plate_mask import MaskLike
+from ..masks import MaskLike
+from ..posteriors import posterior_draws
 
 RHAT_MAX = 1.01
 ESS_MIN = 400
@@ -237,8 +238,6 @@ def retrain(
         NUTS/HMC's initialisation (``pyro.infer.autoguide.init_to_value(...)`` keeps every
         chain in one mode of a symmetric model, e.g. a mixture's label order).
     """
-    from ..diagnostics.inference_data import posterior_draws  # diagnostics imports this module
-
     if method not in METHODS:
         raise ValueError(f"retrain method must be one of {METHODS}, got {method!r}")
     _checks.count("num_samples", num_samples)

@@ -22,11 +22,11 @@ import torch
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from pyro.infer.autoguide import AutoDelta, AutoLaplaceApproximation
 
-from .api import register_method
-from .errors import UnlearningError
-from .guides import LaplaceGuide, LatentSite, check_fitted, flat_gaussian, latent_layout
-from .handlers.plate_mask import MaskLike
-from .model_eval import ModelEvaluator, as_values, forget_evaluator
+from ..errors import UnlearningError
+from ..guides import LaplaceGuide, check_fitted, flat_gaussian, latent_layout
+from ..masks import MaskLike
+from ..model_eval import ModelEvaluator, as_values, forget_evaluator
+from ..targets import flat_function, forget_nll_function
 
 HESSIANS = ("full", "diag", "ggn")
 PSD_REPAIRS = ("raise", "clip")
@@ -35,23 +35,6 @@ CLIP_FLOOR = 1e-6  # clipped eigenvalues are set to CLIP_FLOOR * largest eigenva
 
 class NotPositiveDefiniteError(UnlearningError, ValueError):
     """The downdated precision :math:`H_r` is not positive definite."""
-
-
-def _flat_function(evaluator: ModelEvaluator, layout: list[LatentSite], fn: str):
-    """``z -> evaluator.<fn>`` at one flat unconstrained vector ``z`` (shape ``(d,)``)."""
-
-    def at(z: torch.Tensor) -> torch.Tensor:
-        if fn == "log_joint":
-            return evaluator.log_joint(layout, z.unsqueeze(0))[0]
-        return evaluator.log_likelihood(as_values(layout, z.unsqueeze(0)))[0]
-
-    return at
-
-
-def forget_nll_function(evaluator: ModelEvaluator, layout: list[LatentSite]):
-    r"""``z -> \ell_e(z) = -\log p(D_e \mid \theta(z))`` for a forget-set evaluator."""
-    log_lik = _flat_function(evaluator, layout, "log_likelihood")
-    return lambda z: -log_lik(z)
 
 
 def _full_data_mode_and_precision(model, guide, layout, full_args, full_kwargs):
@@ -68,7 +51,7 @@ def _full_data_mode_and_precision(model, guide, layout, full_args, full_kwargs):
         else:
             median = guide.median(*full_args, **full_kwargs)
             z_full = torch.cat([s.unconstrain(median[s.name]).reshape(-1) for s in layout])
-    log_joint = _flat_function(ModelEvaluator(model, full_args, full_kwargs), layout, "log_joint")
+    log_joint = flat_function(ModelEvaluator(model, full_args, full_kwargs), layout, "log_joint")
     return z_full, torch.autograd.functional.hessian(lambda z: -log_joint(z), z_full)
 
 
@@ -304,7 +287,6 @@ def laplace_unlearn(
     return result
 
 
-@register_method("laplace")
-def _laplace_method(model, guide, *forget_args, **options):
+def laplace_method(model, guide, *forget_args, **options):
     result = laplace_unlearn(model, guide, *forget_args, **options)
     return result, dict(result.diagnostics)

@@ -10,64 +10,14 @@ further than the draws reach.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import torch
 
-from . import _rng, arviz_compat
-from .api import register_method
-from .errors import BadRequestError, DegenerateWeightsError, check_on_unreliable, unreliable
-from .importance import psis_reliability, relative_efficiency
-from .model_eval import forget_evaluator
-
-
-@dataclass
-class WeightedSamples:
-    """Posterior draws with normalised log weights (``logsumexp == 0``).
-
-    Attributes
-    ----------
-    samples : dict of str to tensor
-        Draws of each latent site, shape ``(S, *site_shape)``.
-    log_weights : tensor
-        Shape ``(S,)``.
-    pareto_k : float
-        Pareto :math:`\\hat k` of the raw weights (PSIS diagnostic).
-    unreliable : list of str
-        Why the weights cannot be trusted (empty when they can; see ``reliable``).
-    reff : float
-        The relative efficiency PSIS used (from the chains, as ArviZ's ``loo``).
-    ess : float
-        Effective sample size :math:`1/\\sum_s \\bar w_s^2` of the smoothed weights.
-    """
-
-    samples: dict[str, torch.Tensor]
-    log_weights: torch.Tensor
-    pareto_k: float = 0.0
-    ess: float = float("nan")
-    unreliable: list = field(default_factory=list)  # why the weights cannot be trusted
-    reff: float = 1.0
-
-    @property
-    def reliable(self) -> bool:
-        return not self.unreliable
-
-    @property
-    def num_samples(self) -> int:
-        return len(self.log_weights)
-
-    def mean(self, name: str) -> torch.Tensor:
-        """Weighted posterior mean of site ``name``."""
-        w = self.log_weights.exp().reshape((-1,) + (1,) * (self.samples[name].dim() - 1))
-        return (w * self.samples[name]).sum(0)
-
-    def resample(self, num_samples: int | None = None, seed: int = 0) -> dict[str, torch.Tensor]:
-        """Equally weighted draws (multinomial resampling), e.g. for ``Predictive``."""
-        index = _rng.multinomial(
-            self.log_weights.exp(), num_samples or self.num_samples, _rng.generator(seed)
-        )
-        return {k: v[index] for k, v in self.samples.items()}
+from .. import arviz_compat
+from ..errors import BadRequestError, DegenerateWeightsError, check_on_unreliable, unreliable
+from ..importance import psis_reliability, relative_efficiency
+from ..model_eval import forget_evaluator
+from ..posteriors import WeightedSamples
 
 
 def as_samples(posterior) -> dict[str, torch.Tensor]:
@@ -154,8 +104,7 @@ def psis_unlearn(
     )
 
 
-@register_method("psis")
-def _psis_method(model, posterior, *forget_args, **options):
+def psis_method(model, posterior, *forget_args, **options):
     result = psis_unlearn(model, posterior, *forget_args, **options)
     diagnostics = {
         "pareto_k": result.pareto_k,

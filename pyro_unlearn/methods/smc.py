@@ -22,22 +22,19 @@ import math
 import numpy as np
 import torch
 
-from . import _checks, _rng, arviz_compat
-from .api import register_method
-from .errors import (
+from .. import _checks, _rng, arviz_compat
+from ..errors import (
     DegenerateWeightsError,
-    ImproperTargetError,
     SMCStalledError,
     check_on_unreliable,
     unreliable,
 )
-from .guides import latent_layout, unpack
-from .importance import PARETO_K_THRESHOLD
-from .infer.eubo import check_lam, inside_adjusted
-from .model_eval import as_values, forget_evaluator
-from .posteriors import flat_posterior, log_density_max
-from .samples import WeightedSamples
-from .variational import divided_target_check, gaussian_view
+from ..guides import latent_layout, unpack
+from ..importance import PARETO_K_THRESHOLD
+from ..infer.eubo import check_lam, inside_adjusted
+from ..model_eval import as_values, forget_evaluator
+from ..posteriors import WeightedSamples, flat_posterior, log_density_max
+from ..targets import check_proper, divided_target_check, gaussian_view
 
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
 
@@ -95,7 +92,6 @@ def _next_progress(
     return whole if whole > progress else max(lo, progress + 1e-3)
 
 
-@register_method("smc")
 def smc_unlearn(
     model,
     guide,
@@ -187,15 +183,7 @@ def smc_unlearn(
     proper = divided_target_check(
         model, gaussian_view(model, guide), forget_args, model_kwargs, evaluator=evaluator
     )
-    early: dict = {}
-    if not proper["target_proper"]:
-        message = (
-            "the divided-out target q(theta|D)/p(D_e|theta) is improper: Lambda_D - Lambda_e "
-            f"has smallest eigenvalue {proper['target_min_eigenvalue']:.4g} at the mode, so "
-            "the forget set removes more than q(theta|D) holds (the same data forgotten twice?)"
-            "; check the request or retrain; on_unreliable='warn' returns the result flagged"
-        )
-        unreliable(ImproperTargetError(message), on_unreliable, early)
+    check_proper(proper, on_unreliable)
 
     def evaluate(points):
         with torch.no_grad():
@@ -268,7 +256,7 @@ def smc_unlearn(
         steps.append(step)
     samples = {name: value.detach() for name, value in unpack(layout, z).items()}
     worst_k = max(s["pareto_k"] for s in steps)
-    diagnostics = {"lam": lam, **proper, **early}
+    diagnostics = {"lam": lam, **proper}
     if not worst_k <= PARETO_K_THRESHOLD:
         worst = max(steps, key=lambda s: s["pareto_k"])
         message = (

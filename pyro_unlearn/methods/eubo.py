@@ -1,7 +1,7 @@
-r"""``unlearn(..., method="eubo" | "rkl")``: variational unlearning from the forget data only.
+r"""``unlearn(..., method="eubo")``: EUBO unlearning from the forget data only.
 
-Both start from :math:`q(\theta\mid D)` and target :math:`q(\theta\mid D)/p_{\mathrm{adj}}(D_e\mid\theta;\lambda)`;
-see :class:`~pyro_unlearn.EUBO` and :class:`~pyro_unlearn.RKL` for the objectives.
+Starts from :math:`q(\theta\mid D)` and targets :math:`q(\theta\mid D)/p_{\mathrm{adj}}(D_e\mid\theta;\lambda)`;
+see :class:`~pyro_unlearn.EUBO` for the objective.
 """
 
 from __future__ import annotations
@@ -9,99 +9,33 @@ from __future__ import annotations
 import math
 
 import pyro
-import pyro.distributions as dist
 import torch
 from pyro.infer.autoguide import AutoMultivariateNormal
 from tqdm.auto import trange
 
-from . import _checks, _rng
-from .api import register_method
-from .errors import (
-    ImproperTargetError,
+from .. import _checks
+from ..errors import (
     UnlearningDivergedError,
     check_on_unreliable,
     unreliable,
 )
-from .flows import residual_flow
-from .guides import (
+from ..guides import (
     FlatGaussian,
     LaplaceGuide,
-    family_of,
     flat_gaussian,
     freeze,
     latent_layout,
-    trainable_copy,
     trainable_view,
 )
-from .infer.eubo import check_lam, inside_adjusted
-from .infer.rkl import importance_samples, log_ratio
-from .laplace import forget_nll_function, laplace_unlearn
-from .model_eval import as_values, forget_evaluator
-from .natural import antithetic_normals, expected_derivatives, natural_gradient_steps
-from .posteriors import flat_posterior, flow_posterior, is_flow, log_density_max
-from .references.conjugate import GaussianPosterior
+from ..infer.eubo import check_lam, inside_adjusted
+from ..infer.rkl import log_ratio
+from ..model_eval import as_values, forget_evaluator
+from ..natural import antithetic_normals, expected_derivatives, natural_gradient_steps
+from ..posteriors import flat_posterior, is_flow, log_density_max
+from ..targets import check_proper, divided_target_check, gaussian_view
+from ._common import continued_family, copy_of_family, forget_options, one_step_laplace
 
 
-def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_options) -> dict:
-    r"""Is :math:`q(\theta\mid D)/p(D_e\mid\theta)` proper near the mode? (Gaussian :math:`q`.)
-
-    Compares :math:`\Lambda_D` with :math:`\Lambda_e = \nabla^2[-\log p(D_e\mid\theta)]` at the
-    mean of :math:`q(\theta\mid D)`: the divided-out target is proper (locally) when
-    :math:`\Lambda_D - \Lambda_e \succ 0`, and plain importance weights from
-    :math:`q(\theta\mid D)` have finite variance when :math:`\Lambda_D - 2\Lambda_e \succ 0`.
-    A mean-field :math:`q(\theta\mid D)` enters with its diagonal :math:`\Lambda_D`, which is
-    how the mean-field pitfall shows up.
-    """
-    layout = latent_layout(full_guide)
-    full = flat_gaussian(gaussian_view(model, full_guide))
-    evaluator = forget_options.pop("evaluator", None) or forget_evaluator(
-        model, forget_args, model_kwargs, **forget_options
-    )
-    forget_nll = forget_nll_function(evaluator, layout)
-    curvature = torch.autograd.functional.hessian(forget_nll, full.loc)
-    precision = full.precision_matrix()
-    once = float(torch.linalg.eigvalsh(precision - curvature)[0])
-    twice = float(torch.linalg.eigvalsh(precision - 2 * curvature)[0])
-    return {
-        "target_proper": once > 0,
-        "target_min_eigenvalue": once,
-        "weights_finite_variance": twice > 0,
-    }
-
-
-def gaussian_view(model, guide, num_samples: int = 4000, seed: int = 0):
-    """The guide itself if Gaussian; for a flow, its moment-matched Gaussian (a LaplaceGuide).
-
-    Used where a Gaussian yardstick is enough: the divided-out-target check and the
-    one-step Laplace solution that the divergence guard compares with.
-    """
-    if not is_flow(guide):
-        return guide
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        z = flow_posterior(guide).sample((num_samples,))
-    precision = torch.linalg.inv(torch.cov(z.T))
-    return LaplaceGuide.from_precision(model, z.mean(0), precision, like=guide)
-
-
-def _copy_of_family(start, model, forget_args, model_kwargs, family: str, seed: int = 0):
-    if family == "flow":
-        return residual_flow(start, model, *forget_args, seed=seed, **model_kwargs)
-    return trainable_copy(start, model, *forget_args, family=family, **model_kwargs)
-
-
-def _forget_options(mask, plate, sites) -> dict:
-    return {"mask": mask, "plate": plate, "sites": sites}
-
-
-def _laplace_step(model, guide, forget_args, model_kwargs, options) -> LaplaceGuide:
-    """One-step Laplace unlearning with a GGN downdate (PD-repaired): a start and a yardstick."""
-    return laplace_unlearn(
-        model, guide, *forget_args, hessian="ggn", psd="clip", model_kwargs=model_kwargs, **options
-    )
-
-
-@register_method("eubo")
 def eubo_unlearn(
     model,
     guide,
@@ -179,8 +113,8 @@ def eubo_unlearn(
     _checks.seed(seed)
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
-    options = _forget_options(mask, plate, sites)
-    family = family or _continued_family(guide, optimizer)
+    options = forget_options(mask, plate, sites)
+    family = family or continued_family(guide, optimizer)
     optimizer = optimizer or ("natural" if family in ("multivariate", "diagonal") else "adam")
     if optimizer not in ("natural", "adam"):
         raise ValueError(f"optimizer must be 'natural' or 'adam', got {optimizer!r}")
@@ -195,14 +129,14 @@ def eubo_unlearn(
         "optimizer": optimizer,
         **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
     }
-    _check_proper(diagnostics, lam, on_unreliable)
+    check_proper(diagnostics, on_unreliable, lam)
     if lam >= 1:  # the forget term is off everywhere: q(theta|D) itself is the optimum
-        copy = _copy_of_family(guide, model, forget_args, model_kwargs, family)
+        copy = copy_of_family(guide, model, forget_args, model_kwargs, family)
         diagnostics.update(losses=[], num_steps=0, stopped_early=False)
         return freeze(copy), diagnostics
     needs_laplace = init == "laplace" or optimizer == "adam"  # a start, or the guard's yardstick
     laplace_step = (
-        _laplace_step(model, view, forget_args, model_kwargs, options) if needs_laplace else None
+        one_step_laplace(model, view, forget_args, model_kwargs, options) if needs_laplace else None
     )
     start = laplace_step if init == "laplace" else guide
     if optimizer == "natural":
@@ -226,7 +160,7 @@ def eubo_unlearn(
         )
         diagnostics["evaluator"] = evaluator.describe()
         return result, diagnostics
-    guide_u = _copy_of_family(start, model, forget_args, model_kwargs, family, seed)
+    guide_u = copy_of_family(start, model, forget_args, model_kwargs, family, seed)
     _adam_eubo(
         guide,
         guide_u,
@@ -245,16 +179,6 @@ def eubo_unlearn(
     diagnostics["evaluator"] = evaluator.describe()
     _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnostics)
     return guide_u, diagnostics
-
-
-def _continued_family(guide, optimizer: str | None) -> str:
-    """The family of q_u that continues ``guide``: its own, except that a low-rank Gaussian is
-    continued as a full-covariance one where the update is in closed form (the natural step,
-    rKL's weighted moments), which a low-rank family cannot hold."""
-    if is_flow(guide):
-        return "flow"
-    family = family_of(guide)
-    return "multivariate" if family == "lowrank" and optimizer != "adam" else family
 
 
 DRIFT_FACTOR = 3.0  # on linear-Gaussian models the EUBO optimum drifts exactly as far as Laplace
@@ -289,11 +213,13 @@ def _drift(guide_u, full_guide, num_samples: int = 4000) -> float:
         z = torch.cat([s.unconstrain(median[s.name]).reshape(-1) for s in layout])
         diff = z - full.loc
         return float(0.5 * diff @ full.precision_matrix() @ diff)
-    return float(_as_posterior(g).kl(_as_posterior(full)))
+    return float(torch.distributions.kl_divergence(_as_normal(g), _as_normal(full)))
 
 
-def _as_posterior(g: FlatGaussian) -> GaussianPosterior:
-    return GaussianPosterior(g.loc.detach(), g.precision_matrix().detach())
+def _as_normal(g: FlatGaussian) -> torch.distributions.MultivariateNormal:
+    return torch.distributions.MultivariateNormal(
+        g.loc.detach(), precision_matrix=g.precision_matrix().detach()
+    )
 
 
 def _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnostics) -> None:
@@ -310,21 +236,6 @@ def _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnos
         "on_unreliable='warn' returns this result flagged"
     )
     unreliable(UnlearningDivergedError(message), on_unreliable, diagnostics, stacklevel=4)
-
-
-def _check_proper(diagnostics: dict, lam: float, on_unreliable: str) -> None:
-    """An improper divided-out target (at the mode) is an impossible request, not a result."""
-    if diagnostics["target_proper"] or lam >= 1:
-        return
-    message = (
-        "the divided-out target q(theta|D)/p(D_e|theta) is improper: Lambda_D - Lambda_e has "
-        f"smallest eigenvalue {diagnostics['target_min_eigenvalue']:.4g} at the mode, so the "
-        "forget set removes more than q(theta|D) holds (the same data forgotten twice, or a "
-        "mean-field q(theta|D) whose diagonal precision understates a correlated forget "
-        "term). Check the request (a ForgetLedger refuses repeats), use a full-covariance "
-        "q(theta|D), or retrain; on_unreliable='warn' returns the result flagged"
-    )
-    unreliable(ImproperTargetError(message), on_unreliable, diagnostics, stacklevel=4)
 
 
 def _natural_eubo(
@@ -441,141 +352,3 @@ def _adam_eubo(
         stopped_early=stopped,
         final_loss=sum(losses[-patience:]) / len(losses[-patience:]),
     )
-
-
-@register_method("rkl")
-def rkl_unlearn(
-    model,
-    guide,
-    *forget_args,
-    mask=None,
-    plate=None,
-    sites=None,
-    model_kwargs=None,
-    lam: float = 0.0,
-    family: str | None = None,
-    num_samples: int = 20000,
-    proposal: str = "full",
-    on_unreliable: str = "raise",
-    num_steps: int = 1000,
-    lr: float = 0.01,
-    seed: int = 0,
-):
-    r"""Reverse-KL unlearning: the importance-weighted Gaussian, or a weighted flow fit.
-
-    Parameters
-    ----------
-    lam : float
-        :math:`\lambda` of the adjusted likelihood.
-    family : {"multivariate", "diagonal", "flow"}, optional
-        Family of :math:`q_u`: the weighted mean and covariance (or its diagonal), closed
-        form (the default for every Gaussian guide, a low-rank one included); or ``"flow"`` (default for a flow guide), a
-        :func:`~pyro_unlearn.flows.residual_flow` started at :math:`q(\theta\mid D)` that
-        maximises :math:`\sum_s \bar w_s \log q_u(z_s)` by Adam (``num_steps``, ``lr``).
-    num_samples : int
-        Importance draws.
-    proposal : {"full", "laplace"}
-        Draw from :math:`q(\theta\mid D)` (the published method) or from the one-step
-        Laplace unlearning solution (GGN downdate), reweighted to the same target.
-    on_unreliable : {"raise", "warn", "ignore"}
-        The one policy for unreliable results: an improper divided-out target
-        (:class:`ImproperTargetError`) or degenerate weights (:class:`DegenerateWeightsError`:
-        Pareto k-hat > 0.7). ``"raise"`` (default), or return the result flagged, with a
-        warning (``"warn"``) or without.
-    """
-    _checks.count("num_samples", num_samples, minimum=25)  # a Pareto tail needs draws
-    _checks.count("num_steps", num_steps)
-    _checks.positive("lr", lr)
-    _checks.seed(seed)
-    lam = check_lam(lam)
-    model_kwargs = model_kwargs or {}
-    options = _forget_options(mask, plate, sites)
-    family = family or _continued_family(guide, "closed form")
-    if family not in ("multivariate", "diagonal", "flow"):
-        raise ValueError(
-            f"rkl needs family 'multivariate', 'diagonal' (closed form) or 'flow', got {family!r}"
-        )
-    if proposal not in ("full", "laplace"):
-        raise ValueError(f"proposal must be 'full' or 'laplace', got {proposal!r}")
-    view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
-    evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
-    diagnostics = {
-        "lam": lam,
-        "proposal": proposal,
-        **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
-    }
-    check_on_unreliable(on_unreliable)
-    _check_proper(diagnostics, lam, on_unreliable)
-    full = flow_posterior(guide) if is_flow(guide) else flat_gaussian(guide)
-    proposal_gaussian = None
-    if proposal == "laplace":
-        proposal_gaussian = flat_gaussian(
-            _laplace_step(model, view, forget_args, model_kwargs, options)
-        )
-    samples = importance_samples(
-        model,
-        full,
-        latent_layout(guide),
-        evaluator=evaluator,
-        lam=lam,
-        num_samples=num_samples,
-        proposal=proposal_gaussian,
-        on_unreliable=on_unreliable,
-        seed=seed,
-    )
-    diagnostics.update(
-        ess=samples.ess,
-        ess_raw=samples.ess_raw,
-        pareto_k=samples.pareto_k,
-        num_samples=num_samples,
-        evaluator=evaluator.describe(),
-    )
-    if not samples.reliable:
-        diagnostics["reliable"] = False
-        diagnostics.setdefault("unreliable", []).extend(samples.unreliable)
-    if family == "flow":
-        guide_u = residual_flow(guide, model, *forget_args, seed=seed, **model_kwargs)
-        diagnostics["losses"] = _weighted_flow_fit(guide_u, samples, num_steps, lr, seed)
-        return freeze(guide_u), diagnostics
-    fitted = samples.weighted_gaussian(diagonal=family == "diagonal")
-    result = LaplaceGuide.from_precision(model, fitted.loc, fitted.precision_matrix(), like=guide)
-    return result, diagnostics
-
-
-def _weighted_flow_fit(
-    guide_u, samples, num_steps: int, lr: float, seed: int, batch_size: int = 2048
-) -> list[float]:
-    r"""Maximise :math:`\sum_s \bar w_s \log q_u(z_s)` over the flow's parameters by Adam.
-
-    Each step uses ``batch_size`` draws resampled with probabilities :math:`\bar w`: an
-    unbiased estimate of the weighted objective that stays cheap for 20000 draws.
-
-    :math:`q_u = (T_D\circ R)_\#\mathcal N(0,I)` with :math:`T_D` frozen, so
-    :math:`\log q_u(z) = \log r(T_D^{-1}z) + \text{const}` with :math:`r = R_\#\mathcal N(0, I)`:
-    the draws are pulled back through :math:`T_D` once, not at every step.
-    """
-    generator = _rng.generator(seed)
-    weights = samples.log_weights.exp()
-    parts = list(guide_u.get_posterior().transforms[0])
-    trainable = [t for t in parts if any(p.requires_grad for p in t.parameters())]
-    u = samples.z
-    with torch.no_grad():
-        for transform in reversed(parts[len(trainable) :]):
-            u = transform.inv(u)
-    losses = []
-    with pyro.settings.context(module_local_params=True):
-        params = [p for t in trainable for p in t.parameters()]
-        optim = torch.optim.Adam(params, lr=lr)
-        decay = torch.optim.lr_scheduler.ExponentialLR(optim, gamma=0.01 ** (1 / max(num_steps, 1)))
-        base = guide_u.get_base_dist()
-        for _ in range(num_steps):
-            optim.zero_grad()
-            # u[index] is a fresh tensor each step: no transform returns a stale cached inverse
-            index = _rng.multinomial(weights, batch_size, generator)
-            r = dist.TransformedDistribution(base, trainable)
-            loss = -r.log_prob(u[index]).mean()
-            loss.backward()
-            optim.step()
-            decay.step()
-            losses.append(loss.item())
-    return losses

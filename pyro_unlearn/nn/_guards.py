@@ -1,0 +1,105 @@
+"""What every classifier method shares: checks of the forget examples, the work on a copy
+in eval mode where statistics are read, local seeds, and the overflow guard."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import functools
+
+import torch
+from torch import nn
+
+from .. import _checks
+from ..errors import BadRequestError, UnlearningDivergedError
+
+
+def _check_examples(net: nn.Module, x, y=None, *, name: str = "x_forget") -> None:
+    """A forget set the method can use: non-empty, finite inputs, one integer label per
+    input, each a class of the network (labels out of range would otherwise be ignored or
+    read as "forgotten" at once)."""
+    if not isinstance(x, torch.Tensor) or x.dim() < 1 or len(x) == 0:
+        raise BadRequestError(f"{name} must be a non-empty tensor of inputs, got {_describe(x)}")
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        raise BadRequestError(f"{name} holds non-finite values (NaN or inf)")
+    if y is None:
+        return
+    label_name = name.replace("x_", "y_")
+    if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.dtype == torch.bool:
+        raise BadRequestError(
+            f"{label_name} must be a tensor of integer class labels, got {_describe(y)}"
+        )
+    if y.shape != x.shape[:1]:
+        raise BadRequestError(
+            f"{label_name} has shape {tuple(y.shape)}; expected one label per input, ({len(x)},)"
+        )
+    with torch.no_grad():
+        classes = net(x[:1]).shape[-1]
+    if int(y.min()) < 0 or int(y.max()) >= classes:
+        bad = y[(y < 0) | (y >= classes)].unique().tolist()
+        raise BadRequestError(
+            f"{label_name} holds labels {bad[:5]} outside the network's {classes} classes "
+            f"[0, {classes})"
+        )
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor of shape {tuple(value.shape)}"
+    return type(value).__name__
+
+
+@contextlib.contextmanager
+def evaluating(net: nn.Module):
+    """``net`` in eval mode for a statistic of it (importances, adversarial examples, class
+    count): batch norm uses its running statistics and leaves them alone, dropout is off, any
+    batch size works. The modules' modes are restored afterwards."""
+    modes = [m.training for m in net.modules()]
+    net.eval()
+    try:
+        yield net
+    finally:
+        for module, mode in zip(net.modules(), modes, strict=True):
+            module.training = mode
+
+
+def guarded(*example_args: str):
+    """Check the examples, then run the method on a copy of the network with its randomness
+    (dropout masks) seeded by the method's ``seed``: the caller's network (parameters,
+    buffers such as batch-norm statistics, train/eval mode) and RNG state are untouched,
+    and the same seed gives the same network."""
+
+    def decorate(fn):
+        @functools.wraps(fn)
+        def method(net, *args, **options):
+            from pyro.infer.autoguide import AutoGuide
+
+            if not isinstance(net, nn.Module) or isinstance(net, AutoGuide):
+                raise BadRequestError(
+                    f"{fn.__name__} takes a trained torch network, got {_describe(net)}"
+                )
+            seed = _checks.seed(options.get("seed", 0))
+            work = copy.deepcopy(net)  # even a forward pass in train mode moves BN buffers
+            named = dict(zip(example_args, args, strict=False))
+            with torch.random.fork_rng():
+                work.eval()  # the checks' forward pass: any batch size, no dropout
+                _check_examples(work, named.get("x_forget"), named.get("y_forget"))
+                if "x_all" in named:
+                    _check_examples(work, named["x_all"], named.get("y_all"), name="x_all")
+                for theirs, ours in zip(net.modules(), work.modules(), strict=True):
+                    ours.training = theirs.training
+                torch.manual_seed(seed)
+                return fn(work, *args, **options)
+
+        return method
+
+    return decorate
+
+
+def check_finite(loss: torch.Tensor, method: str, steps: int) -> None:
+    if not torch.isfinite(loss):
+        raise UnlearningDivergedError(
+            f"{method} diverged: the loss is {loss.item()} after {steps} steps (the network's "
+            "outputs overflowed). The forget accuracy target may be out of reach for this "
+            "request: stop earlier (max_steps, target_forget_accuracy) or lower lr"
+        )
