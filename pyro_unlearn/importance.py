@@ -7,12 +7,30 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 
 from . import arviz_compat
 
 PARETO_K_THRESHOLD = 0.7
 UNIFORM_ESS = 0.99  # raw weights this even (ESS / S) are reliable whatever k-hat says
+
+
+def effective_sample_size(log_weights: torch.Tensor) -> float:
+    r"""Kish's effective sample size :math:`1/\sum_s \bar w_s^2` of (unnormalised) log weights."""
+    normalised = log_weights - log_weights.logsumexp(0)
+    return float(1.0 / normalised.exp().pow(2).sum())
+
+
+def pareto_smooth(log_ratios: torch.Tensor, reff: float = 1.0) -> tuple[torch.Tensor, float]:
+    """PSIS of log importance ratios: the smoothed log weights (normalised) and Pareto k-hat,
+    through the installed ArviZ."""
+    smoothed, k = arviz_compat.psislw(
+        log_ratios.detach().cpu().numpy().astype(np.float64), reff=reff
+    )
+    smoothed = torch.as_tensor(np.asarray(smoothed), dtype=log_ratios.dtype)
+    smoothed = smoothed.to(log_ratios.device)
+    return smoothed - smoothed.logsumexp(0), float(k)
 
 
 def relative_efficiency(log_ratios: torch.Tensor, chains: int) -> float:
@@ -31,8 +49,7 @@ def psis_reliability(log_ratios: torch.Tensor, pareto_k: float, ess: float) -> t
     that fits every forgotten point almost perfectly gives weights 1 +- 1e-9, where the fit
     of a tail to rounding noise returns k-hat 3 or inf)."""
     num = len(log_ratios)
-    raw = log_ratios - log_ratios.logsumexp(0)
-    raw_ess = float(1.0 / raw.exp().pow(2).sum())
+    raw_ess = effective_sample_size(log_ratios)
     if raw_ess >= UNIFORM_ESS * num:
         return True, f"raw weights nearly uniform (ESS {raw_ess:.0f} of {num}): reliable"
     if math.isfinite(pareto_k) and pareto_k <= PARETO_K_THRESHOLD:

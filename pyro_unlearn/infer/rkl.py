@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import pyro
 import pyro.distributions as dist
 import torch
@@ -28,10 +27,10 @@ from pyro import poutine
 from pyro.infer import ELBO
 from pyro.infer.autoguide import AutoContinuous, AutoGuide, AutoNormal
 
-from .. import _rng, arviz_compat
+from .. import _rng
 from ..errors import DegenerateWeightsError, check_on_unreliable, unreliable
 from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
-from ..importance import psis_reliability
+from ..importance import effective_sample_size, pareto_smooth, psis_reliability
 from ..model_eval import ModelEvaluator, as_values, forget_evaluator
 from ..posteriors import log_density_max
 from .eubo import inside_adjusted
@@ -102,15 +101,13 @@ def importance_samples(
     if proposal is not full:
         log_w = log_w + _as_distribution(full).log_prob(z) - _as_distribution(proposal).log_prob(z)
     raw = log_w - log_w.logsumexp(0)
-    ess_raw = float(1.0 / raw.exp().pow(2).sum())
+    ess_raw = effective_sample_size(log_w)
     if float(log_w.max() - log_w.min()) < 1e-8:  # proposal = target: nothing to smooth
         pareto_k, log_weights = 0.0, raw
     else:
-        smoothed, k = arviz_compat.psislw(log_w.detach().cpu().numpy().astype(np.float64), reff=1.0)
-        pareto_k = float(k)
-        log_weights = torch.as_tensor(smoothed, dtype=z.dtype) if smooth else raw
-    log_weights = log_weights - log_weights.logsumexp(0)
-    ess = float(1.0 / log_weights.exp().pow(2).sum())
+        smoothed, pareto_k = pareto_smooth(log_w)
+        log_weights = smoothed if smooth else raw
+    ess = effective_sample_size(log_weights)
     flags: dict = {}
     reliable, reason = psis_reliability(log_w, pareto_k, ess)
     if not reliable:

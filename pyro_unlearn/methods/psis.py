@@ -10,12 +10,15 @@ further than the draws reach.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
-from .. import arviz_compat
 from ..errors import BadRequestError, DegenerateWeightsError, check_on_unreliable, unreliable
-from ..importance import psis_reliability, relative_efficiency
+from ..importance import (
+    effective_sample_size,
+    pareto_smooth,
+    psis_reliability,
+    relative_efficiency,
+)
 from ..model_eval import forget_evaluator
 from ..posteriors import WeightedSamples
 
@@ -80,11 +83,8 @@ def psis_unlearn(
         log_lik = evaluator.log_likelihood(samples)
     raw = -log_lik.detach()
     reff = relative_efficiency(raw, chains)
-    smoothed, k = arviz_compat.psislw(raw.cpu().numpy().astype(np.float64), reff=reff)
-    log_weights = torch.as_tensor(np.asarray(smoothed), dtype=raw.dtype, device=raw.device)
-    log_weights = log_weights - log_weights.logsumexp(0)
-    pareto_k = float(k)
-    ess = float(1.0 / log_weights.exp().pow(2).sum())
+    log_weights, pareto_k = pareto_smooth(raw, reff)
+    ess = effective_sample_size(log_weights)
     reliable, reason = psis_reliability(raw, pareto_k, ess)
     flags: dict = {}
     if not reliable:

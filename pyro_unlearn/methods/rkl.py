@@ -72,6 +72,7 @@ def rkl_unlearn(
     _checks.count("num_steps", num_steps)
     _checks.positive("lr", lr)
     _checks.seed(seed)
+    check_on_unreliable(on_unreliable)
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = forget_options(mask, plate, sites)
@@ -89,7 +90,6 @@ def rkl_unlearn(
         "proposal": proposal,
         **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
     }
-    check_on_unreliable(on_unreliable)
     check_proper(diagnostics, on_unreliable, lam)
     full = flow_posterior(guide) if is_flow(guide) else flat_gaussian(guide)
     proposal_gaussian = None

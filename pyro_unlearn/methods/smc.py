@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
-from .. import _checks, _rng, arviz_compat
+from .. import _checks, _rng
 from ..errors import (
     DegenerateWeightsError,
     SMCStalledError,
@@ -30,7 +29,7 @@ from ..errors import (
     unreliable,
 )
 from ..guides import latent_layout, unpack
-from ..importance import PARETO_K_THRESHOLD
+from ..importance import PARETO_K_THRESHOLD, effective_sample_size, pareto_smooth
 from ..infer.eubo import check_lam, inside_adjusted
 from ..model_eval import as_values, forget_evaluator
 from ..posteriors import WeightedSamples, flat_posterior, log_density_max
@@ -39,16 +38,10 @@ from ..targets import check_proper, divided_target_check, gaussian_view
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
 
 
-def _ess(log_weights: torch.Tensor) -> float:
-    w = (log_weights - log_weights.logsumexp(0)).exp()
-    return float(1.0 / w.pow(2).sum())
-
-
 def _pareto_k(log_weights: torch.Tensor) -> float:
-    if float(log_weights.max() - log_weights.min()) < 1e-8:
+    if float(log_weights.max() - log_weights.min()) < 1e-8:  # even weights: nothing to fit
         return 0.0
-    _, k = arviz_compat.psislw(log_weights.detach().cpu().numpy().astype(np.float64), reff=1.0)
-    return float(k)
+    return pareto_smooth(log_weights)[1]
 
 
 def _removed(cumulative: torch.Tensor, log_lik: torch.Tensor, progress: float) -> torch.Tensor:
@@ -74,7 +67,7 @@ def _next_progress(
     before = _removed(cumulative, log_lik, progress)
 
     def ess_at(p: float) -> float:
-        return _ess(before - _removed(cumulative, log_lik, p))
+        return effective_sample_size(before - _removed(cumulative, log_lik, p))
 
     if ess_at(total) >= ess_min:
         return float(total)
@@ -158,6 +151,7 @@ def smc_unlearn(
     _checks.count("num_moves", num_moves, minimum=0)
     _checks.count("max_steps", max_steps)
     _checks.seed(seed)
+    check_on_unreliable(on_unreliable)
     if not 0 < ess_threshold < 1:
         raise ValueError(f"ess_threshold must lie in (0, 1), got {ess_threshold}")
     if chunk_size is not None and chunk_size < 1:
@@ -179,7 +173,6 @@ def smc_unlearn(
         z = anchor.sample((num_particles,))
 
     evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
-    check_on_unreliable(on_unreliable)
     proper = divided_target_check(
         model, gaussian_view(model, guide), forget_args, model_kwargs, evaluator=evaluator
     )
@@ -217,7 +210,7 @@ def smc_unlearn(
         increment = _removed(cumulative, log_lik, progress) - _removed(cumulative, log_lik, end)
         step = {
             "chunk": (progress, end),
-            "ess": _ess(increment),
+            "ess": effective_sample_size(increment),
             "pareto_k": _pareto_k(increment),
         }
         probabilities = (increment - increment.logsumexp(0)).exp()
