@@ -2,115 +2,106 @@
 
 Remove the influence of a subset of the training data from a fitted posterior, from
 the forget data only, and check how close the result comes to retraining.
+
+The namespace is grouped the Pyro way; the top level holds the entry points:
+
+* :mod:`~pyro_unlearn.handlers`: the effect handlers ``forget``, ``retain``, ``anchor``;
+* :mod:`~pyro_unlearn.infer`: the objectives as Pyro losses (``EUBO``, ``RKL``);
+* :mod:`~pyro_unlearn.methods`: one function per method (``laplace_unlearn``, ...), which
+  :func:`unlearn` dispatches to;
+* :mod:`~pyro_unlearn.references`: closed-form posteriors and retraining;
+* :mod:`~pyro_unlearn.diagnostics`: the check against retraining, in ArviZ;
+* :mod:`~pyro_unlearn.classifiers`: unlearning for trained torch classifiers;
+* :mod:`~pyro_unlearn.errors`: one exception hierarchy.
 """
 
-from . import errors, nn
+from . import classifiers, diagnostics, errors, flows, handlers, infer, methods, references
 from .api import UnlearnResult, available_methods, unlearn
-from .diagnostics import (
-    compare_posteriors,
-    energy_distance,
-    gap_closed,
-    moment_matched,
-    plot_posteriors,
-    to_inference_data,
-)
+from .diagnostics import compare_posteriors, moment_matched, plot_posteriors, to_inference_data
 from .errors import (
     BadRequestError,
+    DegenerateWeightsError,
     ImproperTargetError,
+    SMCStalledError,
+    UnlearningDivergedError,
     UnlearningError,
     UnreliableResultError,
     UnreliableResultWarning,
     UnsupportedPosteriorError,
 )
 from .fit import fit_laplace, fit_svi
-from .flows import CholeskyAffine, fit_flow, flow_guide, flow_posterior, residual_flow
-from .guides import FlatGaussian, GuideNotFittedError, LaplaceGuide, flat_gaussian, trainable_copy
-from .handlers import AnchorMessenger, ForgetMessenger, RetainMessenger, anchor, forget, retain
-from .infer import (
-    EUBO,
-    RKL,
-    DegenerateWeightsError,
-    ImportanceSamples,
-    importance_samples,
-    unlearning_model,
-)
+from .flows import fit_flow, flow_posterior
+from .gaussian import FlatGaussian
+from .guides import GuideNotFittedError, LaplaceGuide, flat_gaussian
+from .handlers import anchor, forget, retain
+from .infer import EUBO, RKL
 from .ledger import ForgetLedger, RepeatedDeletionError
-from .methods.eubo import UnlearningDivergedError, eubo_unlearn
-from .methods.laplace import NotPositiveDefiniteError, laplace_unlearn
-from .methods.psis import psis_unlearn
-from .methods.rkl import rkl_unlearn
-from .methods.smc import SMCStalledError, smc_unlearn
+from .methods import laplace_unlearn
+from .methods.laplace import NotPositiveDefiniteError
 from .models import BayesianLogisticRegression
-from .posteriors import WeightedSamples
-from .references import (
-    BayesianLinearRegression,
-    BetaBernoulli,
-    GaussianPosterior,
-    Reference,
-    retrain,
-)
+from .options import Family, Method, OnUnreliable
+from .posteriors import PosteriorView, WeightedSamples, posterior_view
+from .references import BayesianLinearRegression, retrain
 from .targets import divided_target_check
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "BadRequestError",
-    "ImproperTargetError",
-    "UnlearningError",
-    "UnreliableResultError",
-    "UnsupportedPosteriorError",
-    "UnreliableResultWarning",
+    # groups
+    "classifiers",
+    "diagnostics",
     "errors",
+    "flows",
+    "handlers",
+    "infer",
+    "methods",
+    "references",
+    # unlearning
+    "unlearn",
+    "available_methods",
+    "UnlearnResult",
+    "Method",
+    "Family",
+    "OnUnreliable",
+    "ForgetLedger",
+    "laplace_unlearn",
+    "divided_target_check",
+    # handlers and objectives
+    "forget",
+    "retain",
+    "anchor",
     "EUBO",
     "RKL",
-    "UnlearningDivergedError",
-    "DegenerateWeightsError",
-    "ImportanceSamples",
-    "importance_samples",
-    "unlearning_model",
-    "divided_target_check",
-    "eubo_unlearn",
-    "rkl_unlearn",
-    "AnchorMessenger",
+    # fitting and posteriors
+    "fit_svi",
+    "fit_laplace",
+    "fit_flow",
+    "posterior_view",
+    "PosteriorView",
+    "FlatGaussian",
+    "LaplaceGuide",
+    "WeightedSamples",
+    "flat_gaussian",
+    "flow_posterior",
+    # references and checks
+    "retrain",
     "BayesianLinearRegression",
     "BayesianLogisticRegression",
-    "Reference",
-    "fit_laplace",
-    "fit_svi",
-    "retrain",
-    "BetaBernoulli",
-    "FlatGaussian",
-    "ForgetLedger",
-    "ForgetMessenger",
-    "GaussianPosterior",
-    "GuideNotFittedError",
-    "LaplaceGuide",
-    "NotPositiveDefiniteError",
-    "RepeatedDeletionError",
-    "RetainMessenger",
-    "UnlearnResult",
-    "anchor",
-    "available_methods",
-    "flat_gaussian",
-    "forget",
-    "laplace_unlearn",
-    "retain",
-    "trainable_copy",
-    "unlearn",
     "compare_posteriors",
-    "energy_distance",
-    "gap_closed",
-    "moment_matched",
-    "plot_posteriors",
     "to_inference_data",
-    "WeightedSamples",
-    "nn",
-    "psis_unlearn",
-    "smc_unlearn",
+    "plot_posteriors",
+    "moment_matched",
+    # errors
+    "UnlearningError",
+    "BadRequestError",
+    "UnsupportedPosteriorError",
+    "UnreliableResultError",
+    "UnreliableResultWarning",
+    "ImproperTargetError",
+    "DegenerateWeightsError",
+    "UnlearningDivergedError",
     "SMCStalledError",
-    "CholeskyAffine",
-    "fit_flow",
-    "flow_guide",
-    "flow_posterior",
-    "residual_flow",
+    "NotPositiveDefiniteError",
+    "GuideNotFittedError",
+    "RepeatedDeletionError",
 ]

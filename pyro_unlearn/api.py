@@ -14,6 +14,7 @@ import torch
 from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoLaplaceApproximation, AutoNormalizingFlow
 
 from . import _checks
+from .classifiers.methods import UNLEARN_METHODS as CLASSIFIER_METHODS
 from .errors import BadRequestError, UnsupportedPosteriorError
 from .guides import GAUSSIAN_AUTOGUIDES
 from .ledger import ForgetLedger
@@ -23,8 +24,8 @@ from .methods.laplace import laplace_method
 from .methods.psis import psis_method
 from .methods.rkl import rkl_unlearn
 from .methods.smc import smc_unlearn
-from .nn.methods import UNLEARN_METHODS as CLASSIFIER_METHODS
-from .posteriors import WeightedSamples
+from .options import Method
+from .posteriors import WeightedSamples, posterior_view
 from .results import UnlearnResult
 
 #: ``unlearn(..., method=name)`` calls ``METHODS[name](model, posterior, *forget_args,
@@ -73,7 +74,7 @@ _KIND_NAMES = {
 def posterior_kind(posterior) -> str:
     """What kind of fitted posterior ``posterior`` is, for :data:`ACCEPTS`."""
     if isinstance(posterior, UnlearnResult):
-        posterior = posterior.guide
+        posterior = posterior.unlearned
     if isinstance(posterior, WeightedSamples):
         return "weighted draws"
     is_reference = hasattr(posterior, "flat") and hasattr(posterior, "samples")
@@ -118,7 +119,7 @@ def unlearn(
     model: Callable,
     guide,
     *forget_args,
-    method: str = "laplace",
+    method: str | Method = "laplace",
     mask: MaskLike | None = None,
     plate: str | None = None,
     sites: Iterable[str] | None = None,
@@ -138,13 +139,13 @@ def unlearn(
         posterior draws (``"psis"``) or a trained network (classifier methods).
     *forget_args
         Model arguments holding the forget data (or all data, with ``mask``/``plate``).
-    method : str
-        One of :func:`available_methods`: ``"laplace"`` (:func:`~pyro_unlearn.laplace_unlearn`),
+    method : str or Method
+        One of :func:`available_methods` (:class:`~pyro_unlearn.Method`): ``"laplace"`` (:func:`~pyro_unlearn.laplace_unlearn`),
         ``"eubo"`` and ``"rkl"`` (:func:`~pyro_unlearn.eubo_unlearn`,
         :func:`~pyro_unlearn.rkl_unlearn`) for Gaussian and flow guides; ``"smc"``
         (:func:`~pyro_unlearn.smc_unlearn`) for Gaussian and flow guides, in adaptive steps;
         ``"psis"`` (:func:`~pyro_unlearn.psis_unlearn`) for posterior draws; ``"pbu"``, ``"jit"``,
-        ``"neggrad"``, ``"ssd"``, ``"instance"`` (:mod:`pyro_unlearn.nn`) for a trained torch
+        ``"neggrad"``, ``"ssd"``, ``"instance"`` (:mod:`pyro_unlearn.classifiers`) for a trained torch
         classifier passed as ``guide``.
     mask, plate, sites
         Select the forget elements, as in :func:`~pyro_unlearn.forget`.
@@ -161,13 +162,16 @@ def unlearn(
         Passed to the method (e.g. ``hessian="ggn"``, ``psd="clip"`` for Laplace).
     """
     if method not in METHODS:
-        raise ValueError(f"unknown unlearning method {method!r}; available: {available_methods()}")
+        raise BadRequestError(
+            f"unknown unlearning method {method!r}; available: {available_methods()}"
+        )
     check_posterior(method, guide)
+    method = Method(method)
     _checks.finite_data(forget_args, model_kwargs)
-    own = getattr(guide.guide if isinstance(guide, UnlearnResult) else guide, "ledger", None)
+    own = getattr(guide.unlearned if isinstance(guide, UnlearnResult) else guide, "ledger", None)
     if isinstance(guide, UnlearnResult):  # an earlier result: continue from its posterior
         own = guide.ledger if guide.ledger is not None else own
-        guide = guide.guide
+        guide = guide.unlearned
     if ledger is not None and own is not None and ledger != own:
         raise BadRequestError(
             f"the posterior carries its own ledger ({len(own.forgotten)} of {own.num_data} "
@@ -191,6 +195,8 @@ def unlearn(
                 f"length {mask_tensor.numel()}: ForgetLedger(num_data) takes the data plate's size"
             )
         new_ledger = ledger.after(ids)  # refuses repeated deletions before any work
+    if posterior_kind(guide) in ("gaussian", "flow"):
+        guide = posterior_view(guide)  # read once; the method, its anchor and guards share it
     start = time.perf_counter()
     new_guide, diagnostics = METHODS[method](
         model,
@@ -222,4 +228,6 @@ def unlearn(
             )
     if new_ledger is not None:
         new_guide.ledger = new_ledger
-    return UnlearnResult(new_guide, method, seconds, diagnostics, new_ledger)
+    if "network" in ACCEPTS[method]:
+        return UnlearnResult(None, method.value, seconds, diagnostics, new_ledger, new_guide)
+    return UnlearnResult(new_guide, method.value, seconds, diagnostics, new_ledger)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import warnings
 
-ON_UNRELIABLE = ("raise", "warn", "ignore")
-
 
 class UnlearningError(Exception):
     """Base class of every error pyro-unlearn raises."""
@@ -55,14 +53,6 @@ class UnlearningDivergedError(UnreliableResultError):
 
 class SMCStalledError(UnreliableResultError):
     """Sequential unlearning could not make progress through the forget set."""
-
-
-def check_on_unreliable(on_unreliable: str) -> str:
-    if on_unreliable not in ON_UNRELIABLE:
-        raise BadRequestError(
-            f"on_unreliable must be one of {ON_UNRELIABLE}, got {on_unreliable!r}"
-        )
-    return on_unreliable
 
 
 def unreliable(

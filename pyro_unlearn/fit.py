@@ -223,7 +223,7 @@ def _to_fixed_point(
     loc, precision, steps = natural_gradient_steps(
         lambda m, chol: expected_derivatives(neg_log_joint, m, chol, eps),
         start.loc,
-        start.precision_matrix(),
+        start.precision,
         num_steps,
         tol=1e-4,
         objective=elbo,

@@ -31,17 +31,14 @@ from pyro.nn import AutoRegressiveNN
 from ._user_model import user_call
 from .fit import fit_laplace, fit_svi
 from .guides import flat_gaussian
-from .posteriors import as_buffers, flat_posterior, flow_posterior, is_flow, log_density_max
+from .posteriors import as_buffers, flow_posterior, is_flow
 
 __all__ = [
     "CholeskyAffine",
     "fit_flow",
-    "flat_posterior",
     "flow_guide",
     "flow_posterior",
     "identity_autoregressive",
-    "is_flow",
-    "log_density_max",
     "residual_flow",
 ]
 

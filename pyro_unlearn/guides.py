@@ -37,7 +37,9 @@ from pyro.infer.autoguide.utils import deep_setattr
 from pyro.nn.module import PyroParam
 
 from ._user_model import user_call
-from .errors import UnlearningError
+from .errors import BadRequestError, UnlearningError
+from .gaussian import FlatGaussian
+from .options import Family, choose
 
 #: the autoguides whose posterior over the unconstrained latents is a Gaussian
 GAUSSIAN_AUTOGUIDES = (
@@ -122,44 +124,6 @@ def latent_layout(guide: AutoGuide) -> list[LatentSite]:
 def unpack(layout: list[LatentSite], z: torch.Tensor) -> dict[str, torch.Tensor]:
     """Flat unconstrained vector(s) -> dict of constrained site values."""
     return {site.name: site.constrain(z[..., site.slice]) for site in layout}
-
-
-@dataclass
-class FlatGaussian:
-    r"""A Gaussian :math:`\mathcal N(\text{loc}, \Sigma)` over the flat unconstrained vector.
-
-    Exactly one of ``scale`` (diagonal :math:`\Sigma = \mathrm{diag}(\text{scale}^2)`),
-    ``scale_tril`` (:math:`\Sigma = LL^\top`) or ``precision`` (:math:`\Sigma^{-1}`) is
-    the source of truth; the others are derived on demand.
-    """
-
-    loc: torch.Tensor
-    scale: torch.Tensor | None = None
-    scale_tril: torch.Tensor | None = None
-    precision: torch.Tensor | None = None
-
-    @property
-    def is_diagonal(self) -> bool:
-        return self.scale is not None
-
-    def precision_matrix(self) -> torch.Tensor:
-        if self.precision is not None:
-            return self.precision
-        if self.scale is not None:
-            return torch.diag(self.scale.pow(-2))
-        return torch.cholesky_inverse(self.scale_tril)
-
-    def cholesky(self) -> torch.Tensor:
-        """Lower Cholesky factor of the covariance."""
-        if self.scale_tril is not None:
-            return self.scale_tril
-        if self.scale is not None:
-            return torch.diag(self.scale)
-        return MultivariateNormal(self.loc, precision_matrix=self.precision).scale_tril
-
-    def covariance(self) -> torch.Tensor:
-        chol = self.cholesky()
-        return chol @ chol.T
 
 
 def flat_gaussian(guide) -> FlatGaussian:
@@ -283,9 +247,6 @@ def set_gaussian_buffers(guide: AutoMultivariateNormal, loc, precision) -> None:
     guide.register_buffer("scale_tril", (scale_tril / scale[:, None]).detach())
 
 
-FAMILIES = ("delta", "diagonal", "multivariate", "lowrank")
-
-
 def family_of(guide) -> str:
     """The guide family that continues ``guide``: mean-field stays mean-field, etc."""
     if isinstance(guide, AutoNormal | AutoDiagonalNormal):
@@ -305,9 +266,9 @@ def trainable_copy(guide, model, *args, family: str | None = None, **kwargs) -> 
     :math:`\mathrm{KL}(q_u\|q)`; ``"lowrank"`` keeps the leading eigen-directions;
     ``"delta"`` (AutoDelta) takes :math:`\mu`. ``args`` run the model once for the layout.
     """
-    family = family or family_of(guide)
-    if family not in FAMILIES:
-        raise ValueError(f"family must be one of {FAMILIES}, got {family!r}")
+    family = choose(Family, family or family_of(guide), "family")
+    if family == Family.FLOW:
+        raise BadRequestError("trainable_copy makes Gaussian or point guides: use residual_flow")
     gaussian = flat_gaussian(guide)
     layout = latent_layout(guide)
     cls = {
@@ -333,7 +294,7 @@ def trainable_copy(guide, model, *args, family: str | None = None, **kwargs) -> 
                 value = site.constrain(loc[site.slice])
                 deep_setattr(copy, site.name, PyroParam(value, site.support, event_dim))
         elif family == "diagonal":
-            scale = gaussian.precision_matrix().diagonal().rsqrt()
+            scale = gaussian.precision.diagonal().rsqrt()
             for site in layout:
                 shape = site.unconstrained_shape
                 deep_setattr(
@@ -354,7 +315,7 @@ def trainable_copy(guide, model, *args, family: str | None = None, **kwargs) -> 
             copy.scale = PyroParam(chol.diagonal().clone(), copy.scale_constraint)
             copy.scale_tril = PyroParam(chol / chol.diagonal()[:, None], copy.scale_tril_constraint)
         else:
-            cov = gaussian.covariance()
+            cov = gaussian.covariance
             eigenvalues, vectors = torch.linalg.eigh(cov)
             rank = copy.rank
             diag = eigenvalues[:-rank].mean() if len(eigenvalues) > rank else eigenvalues[0] / 2

@@ -14,8 +14,10 @@ class UnlearnResult:
     Attributes
     ----------
     guide
-        The unlearned posterior, a Pyro guide: use it with
-        ``pyro.infer.Predictive(model, guide=result.guide, num_samples=...)``.
+        The unlearned posterior, a Pyro guide (weighted draws are a guide too:
+        :class:`~pyro_unlearn.WeightedSamples` picks one draw per run by its weight): use it
+        with ``pyro.infer.Predictive(model, guide=result.guide, num_samples=...)``. ``None``
+        for the classifier methods, which return a network.
     method : str
         The method used.
     seconds : float
@@ -24,6 +26,9 @@ class UnlearnResult:
         Method-specific numbers (eigenvalues, loss traces, effective sample sizes, ...).
     ledger : ForgetLedger or None
         The data ids this posterior has forgotten, when ids were given.
+    network : torch.nn.Module or None
+        The unlearned classifier (methods ``"pbu"``, ``"jit"``, ``"neggrad"``, ``"ssd"``,
+        ``"instance"``): a new network, the caller's untouched.
     """
 
     guide: object
@@ -31,6 +36,12 @@ class UnlearnResult:
     seconds: float
     diagnostics: dict = field(default_factory=dict)
     ledger: ForgetLedger | None = None
+    network: object = None
+
+    @property
+    def unlearned(self):
+        """What was unlearned: the guide, or the network for the classifier methods."""
+        return self.network if self.network is not None else self.guide
 
     @property
     def reliable(self) -> bool:
@@ -41,7 +52,9 @@ class UnlearnResult:
     def __repr__(self) -> str:
         forgotten = "" if self.ledger is None else f", forgotten={len(self.ledger.forgotten)}"
         return (
-            f"UnlearnResult(method={self.method!r}, guide={type(self.guide).__name__}, "
+            f"UnlearnResult(method={self.method!r}, "
+            f"{'network' if self.network is not None else 'guide'}="
+            f"{type(self.unlearned).__name__}, "
             f"seconds={self.seconds:.3g}{forgotten}, reliable={self.reliable}, "
             f"diagnostics={sorted(self.diagnostics)})"
         )

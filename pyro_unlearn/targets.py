@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 
 from .errors import ImproperTargetError, unreliable
-from .guides import LaplaceGuide, LatentSite, flat_gaussian, latent_layout
+from .guides import LaplaceGuide, LatentSite
 from .model_eval import ModelEvaluator, as_values, forget_evaluator
-from .posteriors import flow_posterior, is_flow
+from .posteriors import posterior_view
 
 
 def flat_function(evaluator: ModelEvaluator, layout: list[LatentSite], fn: str):
@@ -33,19 +33,18 @@ def forget_nll_function(evaluator: ModelEvaluator, layout: list[LatentSite]):
     return lambda z: -log_lik(z)
 
 
-def gaussian_view(model, guide, num_samples: int = 4000, seed: int = 0):
+def gaussian_view(model, posterior, num_samples: int = 4000, seed: int = 0):
     """The guide itself if Gaussian; for a flow, its moment-matched Gaussian (a LaplaceGuide).
 
     Used where a Gaussian yardstick is enough: the divided-out-target check and the
-    one-step Laplace solution that the divergence guard compares with.
+    one-step Laplace solution that the divergence guard compares with. ``posterior`` is a
+    guide or its :class:`~pyro_unlearn.PosteriorView` (whose moments are drawn once).
     """
-    if not is_flow(guide):
-        return guide
-    with torch.random.fork_rng(), torch.no_grad():
-        torch.manual_seed(seed)
-        z = flow_posterior(guide).sample((num_samples,))
-    precision = torch.linalg.inv(torch.cov(z.T))
-    return LaplaceGuide.from_precision(model, z.mean(0), precision, like=guide)
+    view = posterior_view(posterior)
+    if view.kind != "flow":
+        return view.source
+    matched = view.moment_matched(num_samples, seed)
+    return LaplaceGuide.from_precision(model, matched.loc, matched.precision, like=view.source)
 
 
 def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_options) -> dict:
@@ -58,14 +57,15 @@ def divided_target_check(model, full_guide, forget_args, model_kwargs, **forget_
     A mean-field :math:`q(\theta\mid D)` enters with its diagonal :math:`\Lambda_D`, which is
     how the mean-field pitfall shows up.
     """
-    layout = latent_layout(full_guide)
-    full = flat_gaussian(gaussian_view(model, full_guide))
+    view = posterior_view(full_guide)
+    layout = view.layout
+    full = view.gaussian if view.kind == "gaussian" else view.moment_matched()
     evaluator = forget_options.pop("evaluator", None) or forget_evaluator(
         model, forget_args, model_kwargs, **forget_options
     )
     forget_nll = forget_nll_function(evaluator, layout)
     curvature = torch.autograd.functional.hessian(forget_nll, full.loc)
-    precision = full.precision_matrix()
+    precision = full.precision
     once = float(torch.linalg.eigvalsh(precision - curvature)[0])
     twice = float(torch.linalg.eigvalsh(precision - 2 * curvature)[0])
     return {

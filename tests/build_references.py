@@ -56,7 +56,9 @@ def cases() -> dict:
     }
 
 
-def reference(name: str, which: str = "retained", progress: bool = False) -> pu.Reference:
+def reference(
+    name: str, which: str = "retained", progress: bool = False
+) -> pu.references.Reference:
     """The cached reference ``which`` ("retained" or "full") of case ``name``."""
     model, args, forget, plate, init = cases()[name]
     mask = forget if which == "retained" else torch.tensor([], dtype=torch.long)

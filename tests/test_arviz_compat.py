@@ -13,7 +13,6 @@ interpreter with the other ArviZ line) enables the test that reads files written
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import platform
@@ -27,16 +26,27 @@ import pytest
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULE_FILE = ROOT / "pyro_unlearn" / "arviz_compat.py"
+MODULE_DIR = ROOT / "pyro_unlearn" / "arviz_compat"
+# the package loaded from its folder, under a name that does not start with "arviz"
+LOAD_STANDALONE = f"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location(
+    "standalone_compat",
+    {str(MODULE_DIR / "__init__.py")!r},
+    submodule_search_locations=[{str(MODULE_DIR)!r}],
+)
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module  # its modules import each other relatively
+spec.loader.exec_module(module)
+"""
 REFERENCE = Path(__file__).resolve().parent / "data" / "arviz_reference_values.json"
 CACHE_FILES = sorted((ROOT / "pyro_unlearn" / "bench" / "cache").glob("*.nc"))
 
 
 def _load_standalone():
-    spec = importlib.util.spec_from_file_location("arviz_compat", MODULE_FILE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    namespace = {}
+    exec(LOAD_STANDALONE, namespace)
+    return namespace["module"]
 
 
 if os.environ.get("ARVIZ_COMPAT_STANDALONE") or __name__ == "__main__":
@@ -169,12 +179,8 @@ def test_line_detection_does_not_import_arviz():
 
     assert arviz_compat.arviz_version() == metadata.version("arviz")
     assert arviz_compat.ARVIZ_1 == (int(arviz_compat.arviz_version().split(".")[0]) >= 1)
-    code = textwrap.dedent(
-        f"""
-        import importlib.util, sys
-        spec = importlib.util.spec_from_file_location("arviz_compat", {str(MODULE_FILE)!r})
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
+    code = LOAD_STANDALONE + textwrap.dedent(
+        """
         print(module.ARVIZ_1, any(m.split(".")[0].startswith("arviz") for m in sys.modules))
         """
     )
@@ -316,12 +322,10 @@ def test_shipped_cache_files_read(path):
 def test_reads_files_written_by_the_other_line(tmp_path):
     other = os.environ["ARVIZ_COMPAT_OTHER_PYTHON"]
     path = tmp_path / "other.nc"
-    code = textwrap.dedent(
+    code = LOAD_STANDALONE + textwrap.dedent(
         f"""
-        import importlib.util, json, numpy as np
-        spec = importlib.util.spec_from_file_location("arviz_compat", {str(MODULE_FILE)!r})
-        ac = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(ac)
+        import numpy as np
+        ac = module
         groups = {{"posterior": {{"w": np.arange(24.0).reshape(2, 4, 3)}},
                   "unlearning": {{"lw": np.zeros((1, 4))}}}}
         attrs = {{"posterior": {{"request": "r", "ok": True}}, "unlearning": {{"k": 0.5}}}}

@@ -22,7 +22,7 @@ from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal, AutoNormal
 from torch import nn
 
 import pyro_unlearn as pu
-from pyro_unlearn import nn as unn
+from pyro_unlearn import classifiers as unn
 from pyro_unlearn.cli import main
 
 N = 30
@@ -712,7 +712,7 @@ def api_cases() -> list[Case]:
         ),
         C(
             "psis a list of draws",
-            lambda s: pu.psis_unlearn(s.model, [s.draws["w"]], s.Xe, s.ye),
+            lambda s: pu.methods.psis_unlearn(s.model, [s.draws["w"]], s.Xe, s.ye),
             TypeError,
             "expected posterior draws",
         ),
@@ -1403,7 +1403,7 @@ def _fingerprint(result) -> bytes:
         return result.to_numpy().tobytes()
     elif hasattr(result, "prototype_trace"):  # a guide
         g = pu.flat_gaussian(result)
-        tensors = [g.loc, g.precision_matrix()]
+        tensors = [g.loc, g.precision]
     elif isinstance(result, nn.Module):  # a network
         tensors = list(result.state_dict().values())
     else:  # a container of ArviZ's: every group's values (its attrs carry a timestamp)

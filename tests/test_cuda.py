@@ -11,7 +11,7 @@ import torch
 from conftest import exact_guide, relative_error, synthetic
 
 import pyro_unlearn as pu
-from pyro_unlearn import nn as unn
+from pyro_unlearn import classifiers as unn
 from pyro_unlearn.datasets import digits
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -124,4 +124,4 @@ def test_fit_svi_finish_on_cuda(blr):
     g = pu.flat_gaussian(guide)
     assert g.loc.device.type == "cuda"
     assert relative_error(g.loc.cpu(), exact.mean) < 1e-10
-    assert relative_error(g.precision_matrix().cpu(), exact.precision) < 1e-8
+    assert relative_error(g.precision.cpu(), exact.precision) < 1e-8

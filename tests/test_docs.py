@@ -17,6 +17,14 @@ def test_every_public_name_is_in_the_api_reference():
     )
     missing = set(pyro_unlearn.__all__) - documented
     assert not missing, f"add these to docs/api.rst: {sorted(missing)}"
+    # each group's names are documented in its own section, by name or as a member list
+    for group in ("handlers", "infer", "methods", "references", "diagnostics"):
+        module = getattr(pyro_unlearn, group)
+        start = text.index(f"``pyro_unlearn.{group}``")
+        body = text.index("\n", text.index("\n", start) + 1)  # below the title's underline
+        section = text[body : text.find("\n---", body)]
+        absent = [n for n in module.__all__ if not re.search(rf"\b{n}\b", section)]
+        assert not absent, (group, absent)
 
 
 def test_toctree_pages_exist():

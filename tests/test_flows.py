@@ -14,10 +14,10 @@ from pyro_unlearn.flows import (
     flow_guide,
     flow_posterior,
     identity_autoregressive,
-    log_density_max,
     residual_flow,
 )
 from pyro_unlearn.guides import freeze
+from pyro_unlearn.posteriors import log_density_max
 
 N_FORGET = 40
 
@@ -34,7 +34,7 @@ def exact_flow(blr, X, y):
 
 
 def moment_kl(draws, target):
-    fitted = pu.GaussianPosterior(draws.mean(0), torch.linalg.inv(torch.cov(draws.T)))
+    fitted = pu.FlatGaussian(draws.mean(0), precision=torch.linalg.inv(torch.cov(draws.T)))
     return float(fitted.kl(target))
 
 
@@ -155,7 +155,7 @@ def test_flow_adjusted_likelihood_uses_the_flow_maximum(problem):
     """With an exactly Gaussian flow, log q - max log q is minus half the Mahalanobis distance."""
     blr, X, y, _ = problem
     post = blr.posterior(X, y)
-    anchor = pu.AnchorMessenger(exact_flow(blr, X, y))
+    anchor = pu.handlers.AnchorMessenger(exact_flow(blr, X, y))
     with anchor:
         trace = pyro.poutine.trace(blr.model).get_trace(X[:3], y[:3])
         ratio = anchor.log_ratio
@@ -203,7 +203,7 @@ def test_smc_matches_the_exact_retrained_mean_and_covariance(blr, chunk_size):
     assert all(a["chunk"][1] == b["chunk"][0] for a, b in zip(steps, steps[1:], strict=False))
     if chunk_size is None:
         assert result.diagnostics["min_ess"] >= 0.5 * 4000
-    plain = pu.importance_samples(
+    plain = pu.infer.importance_samples(
         blr.model,
         pu.flat_gaussian(exact_guide(blr, X, y)),
         pu.guides.latent_layout(exact_guide(blr, X, y)),

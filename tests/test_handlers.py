@@ -292,7 +292,7 @@ def test_negative_elbo_of_anchor_forget_is_the_eubo(blr, elbo_cls):
     X, y = synthetic(n=40, d=3)
     full = blr.posterior(X, y)
     q_full = exact_guide(blr, X, y)
-    shifted = pu.GaussianPosterior(full.mean + 0.1, full.precision * 1.3)
+    shifted = pu.FlatGaussian(full.mean + 0.1, precision=full.precision * 1.3)
     q_u = pu.LaplaceGuide.from_precision(blr.model, shifted.mean, shifted.precision, like=q_full)
     Xe, ye = X[:8], y[:8]
     s2 = blr.noise_scale**2

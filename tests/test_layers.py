@@ -118,9 +118,41 @@ def test_methods_do_not_import_the_api_that_dispatches_to_them():
 
 
 def test_handlers_import_no_method_api_or_diagnostics():
-    above = ("api", "methods", "diagnostics", "references", "fit", "flows", "infer", "nn")
+    above = ("api", "methods", "diagnostics", "references", "fit", "flows", "infer", "classifiers")
     above += ("cli", "bench", "targets", "model_eval", "ledger", "results")
     for name, deps in GRAPH.items():
         if name.startswith("pyro_unlearn.handlers"):
             bad = [d for d in deps if d.split(".")[1] in above]
             assert bad == [], (name, bad)
+
+
+#: the layers, bottom up; a module may import from its own layer and the ones below only
+LAYERS = [
+    # base: no pyro_unlearn imports but each other
+    {"errors", "options", "_rng", "_checks", "_user_model", "masks", "gaussian", "arviz_compat"},
+    {"datasets", "models", "ledger", "results", "natural", "importance"},
+    {"guides", "posteriors"},  # the posterior view: a fitted guide read once
+    {"handlers"},  # forget, retain, anchor (the anchor reads the posterior view)
+    {"model_eval"},  # the one model evaluator, built on the handlers
+    {"targets", "fit", "flows", "infer", "methods", "classifiers"},  # objectives and methods
+    {"api"},
+    {"diagnostics", "references"},
+    {"cli", "bench", "__main__"},
+]
+
+
+def layer_of(name: str) -> int:
+    top = name.split(".")[1]
+    return next(i for i, layer in enumerate(LAYERS) if top in layer)
+
+
+def test_every_module_has_a_layer_and_imports_only_downward():
+    modules = [n for n in GRAPH if n != "pyro_unlearn"]
+    assert {n.split(".")[1] for n in modules} == set().union(*LAYERS)
+    upward = sorted(
+        (name, dep)
+        for name in modules
+        for dep in GRAPH[name]
+        if dep != "pyro_unlearn" and layer_of(dep) > layer_of(name)
+    )
+    assert upward == []

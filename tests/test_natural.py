@@ -46,7 +46,7 @@ def test_fit_svi_ends_at_the_exact_posterior_of_a_conjugate_model(blr):
     guide = pu.fit_svi(blr.model, X, y, num_steps=200)
     g = flat_gaussian(guide)
     assert relative_error(g.loc, exact.mean) < 1e-10
-    assert relative_error(g.precision_matrix(), exact.precision) < 1e-8
+    assert relative_error(g.precision, exact.precision) < 1e-8
     assert guide.natural_steps == [1.0, 1.0]  # the second step moves nothing: stop
     adam_only = flat_gaussian(pu.fit_svi(blr.model, X, y, num_steps=200, natural_steps=0))
     assert relative_error(adam_only.loc, exact.mean) > 1e-3  # the finish is what makes it exact
@@ -56,7 +56,7 @@ def test_fit_svi_finish_is_deterministic_and_leaves_other_guides_alone(blr):
     X, y = synthetic(n=60, d=3)
     a = flat_gaussian(pu.fit_svi(scaled_regression, X[:, :2], y, num_steps=100))
     b = flat_gaussian(pu.fit_svi(scaled_regression, X[:, :2], y, num_steps=100))
-    assert torch.equal(a.loc, b.loc) and torch.equal(a.precision_matrix(), b.precision_matrix())
+    assert torch.equal(a.loc, b.loc) and torch.equal(a.precision, b.precision)
     diagonal = pu.fit_svi(
         blr.model, X, y, num_steps=50, guide_class=pyro.infer.autoguide.AutoDiagonalNormal
     )

@@ -51,7 +51,7 @@ def assert_close(guide, exact, full_norm: float, n: int):
     :math:`n\,\varepsilon\|H_D\|/\lambda_{\min}(H_r)`, which the mean inherits (in units of the
     exact posterior's sd). Both are checked to 1e3 times that."""
     g = pu.flat_gaussian(guide)
-    assert (g.precision_matrix() - exact.precision).abs().max() <= 1e3 * n * EPS * full_norm
+    assert (g.precision - exact.precision).abs().max() <= 1e3 * n * EPS * full_norm
     smallest = float(torch.linalg.eigvalsh(exact.precision)[0])
     diff = g.loc - exact.mean
     error = float(diff @ exact.precision @ diff) ** 0.5  # in units of posterior sd
@@ -155,7 +155,7 @@ def results_digest() -> str:
             tensors = [result.guide.samples["w"], result.guide.log_weights]
         else:
             g_ = pu.flat_gaussian(result.guide)
-            tensors = [g_.loc, g_.precision_matrix()]
+            tensors = [g_.loc, g_.precision]
         for t in tensors:
             digest.update(t.detach().contiguous().numpy().tobytes())
     fits = [
@@ -165,7 +165,7 @@ def results_digest() -> str:
     for fit in fits:
         digest.update(pu.flat_gaussian(fit).loc.numpy().tobytes())
     # a classifier with dropout in train mode: its masks come from the method's seed
-    net = pu.nn.retrain(
+    net = pu.classifiers.retrain(
         lambda: torch.nn.Sequential(
             torch.nn.Linear(3, 8), torch.nn.Dropout(0.3), torch.nn.Linear(8, 2)
         ),
@@ -176,9 +176,9 @@ def results_digest() -> str:
     ).train()
     x_forget, y_forget = X[:8], (y[:8] > 0).long()
     for unlearned, _ in (
-        pu.nn.pbu(net, x_forget, y_forget, max_steps=3, seed=6),
-        pu.nn.jit(net, x_forget, seed=6),
-        pu.nn.instance_unlearn(
+        pu.classifiers.pbu(net, x_forget, y_forget, max_steps=3, seed=6),
+        pu.classifiers.jit(net, x_forget, seed=6),
+        pu.classifiers.instance_unlearn(
             net, x_forget, y_forget, num_adversarial=2, pgd_iterations=2, max_steps=2, seed=6
         ),
     ):

@@ -44,9 +44,9 @@ def test_psis_refuses_or_flags_a_large_structured_forget_set(conjugate):
     blr, X, y, draws = conjugate
     structured = y.argsort()[-40:]  # two thirds of the data: those with the largest targets
     with pytest.raises(pu.DegenerateWeightsError, match=r"Pareto k = \d\.\d\d > 0.7"):
-        pu.psis_unlearn(blr.model, draws, X[structured], y[structured])
+        pu.methods.psis_unlearn(blr.model, draws, X[structured], y[structured])
     with pytest.warns(pu.errors.UnreliableResultWarning, match=r"Pareto k = \d\.\d\d > 0.7"):
-        weighted = pu.psis_unlearn(
+        weighted = pu.methods.psis_unlearn(
             blr.model, draws, X[structured], y[structured], on_unreliable="warn"
         )
     assert weighted.pareto_k > 0.7 and not weighted.reliable
@@ -60,7 +60,7 @@ def test_psis_accepts_an_mcmc_object(blr):
     X, y = synthetic(n=30, d=2)
     mcmc = MCMC(NUTS(blr.model), num_samples=200, warmup_steps=100, disable_progbar=True)
     mcmc.run(X, y)
-    weighted = pu.psis_unlearn(blr.model, mcmc, X[:2], y[:2])
+    weighted = pu.methods.psis_unlearn(blr.model, mcmc, X[:2], y[:2])
     assert weighted.samples["w"].shape == (200, 2) and weighted.pareto_k < 0.7
 
 
@@ -119,8 +119,8 @@ def test_compare_posteriors_gap_closed(blr):
 
 
 def test_moment_matched_kl_against_closed_form():
-    a = pu.GaussianPosterior(torch.tensor([0.0, 1.0]), torch.tensor([[2.0, 0.3], [0.3, 1.0]]))
-    b = pu.GaussianPosterior(torch.tensor([0.5, 0.0]), torch.eye(2))
+    a = pu.FlatGaussian(torch.tensor([0.0, 1.0]), precision=torch.tensor([[2.0, 0.3], [0.3, 1.0]]))
+    b = pu.FlatGaussian(torch.tensor([0.5, 0.0]), precision=torch.eye(2))
     draws = (
         a.mean
         + torch.randn(200000, 2, generator=torch.Generator().manual_seed(0))
@@ -145,8 +145,11 @@ def test_energy_distance_of_shifted_gaussians():
     exx = 2 / torch.pi**0.5
     closed = 2 * exy - 2 * exx  # E|X-X'| = E|Y-Y'| = 2/sqrt(pi)
     # sampling sd of the estimate at n = 5000: 0.015 (measured over 8 seeds); 4 sd
-    assert abs(pu.energy_distance(x, y, max_points=5000) - float(closed)) < 0.06
-    assert abs(pu.energy_distance(x, torch.randn(5000, 1, generator=g), max_points=5000)) < 0.06
+    assert abs(pu.diagnostics.energy_distance(x, y, max_points=5000) - float(closed)) < 0.06
+    assert (
+        abs(pu.diagnostics.energy_distance(x, torch.randn(5000, 1, generator=g), max_points=5000))
+        < 0.06
+    )
 
 
 def test_predictive_kl_closed_forms():
@@ -217,7 +220,7 @@ def test_psis_takes_its_relative_efficiency_from_the_chains():
     for t in range(1, 1000):  # AR(1) chains, phi = 0.9: strongly autocorrelated
         walk[:, t] = 0.9 * walk[:, t - 1] + 0.44 * noise[:, t]
     chains = post.mean + walk @ torch.linalg.cholesky(post.covariance).T
-    reference = pu.Reference({"w": chains}, "nuts", 0.0, {})
+    reference = pu.references.Reference({"w": chains}, "nuts", 0.0, {})
     correlated = pu.unlearn(blr.model, reference, X[:3], y[:3], method="psis")
     independent = pu.unlearn(blr.model, {"w": chains.reshape(-1, 2)}, X[:3], y[:3], method="psis")
     assert correlated.diagnostics["reff"] < 0.3 and independent.diagnostics["reff"] == 1.0

@@ -111,7 +111,7 @@ def exact_guide(model, args, exact):
 
 def kl_to(result, mean, precision):
     g = pu.flat_gaussian(result.guide)
-    return um.gaussian_kl(g.loc, g.precision_matrix(), mean, precision)
+    return um.gaussian_kl(g.loc, g.precision, mean, precision)
 
 
 def forget_modes(args, forget, plate, local, subsampled=False):
@@ -231,7 +231,7 @@ def test_local_latents_of_forgotten_elements_go_back_to_their_prior():
     """theta_j | mu of a forgotten school is N(mu, tau): regression slope 1, residual sd tau."""
     model, args, forget, plate, exact, _ = conjugate_case("local_latents")
     result = pu.unlearn(model, exact_guide(model, args, exact), *args, mask=forget, plate=plate)
-    cov = pu.flat_gaussian(result.guide).covariance()
+    cov = pu.flat_gaussian(result.guide).covariance
     j = 1 + int(forget[0])  # flat layout: mu, theta_1..8
     slope = cov[j, 0] / cov[0, 0]
     residual = cov[j, j] - cov[j, 0] ** 2 / cov[0, 0]
@@ -299,7 +299,7 @@ def test_local_latents_with_every_gaussian_guide_family(guide_name, method):
             q_full = q_full.laplace_approximation(*args)
     result = pu.unlearn(model, q_full, *args, mask=forget, plate=plate, method=method, **options)
     g = pu.flat_gaussian(result.guide)
-    sd = g.covariance().diagonal().sqrt()
+    sd = g.covariance.diagonal().sqrt()
     # a family that holds the exact posterior (the model is Gaussian) lands on it; the
     # low-rank and mean-field fits carry their own error (0.7 and 1.7 nats from the exact
     # full-data posterior), so their means are checked to a tenth of a posterior sd
@@ -316,7 +316,7 @@ def test_local_latents_with_every_gaussian_guide_family(guide_name, method):
         own = 0.0  # its MAP and Hessian are exact on a Gaussian model
     else:
         d = pu.flat_gaussian(q_full)
-        own = um.gaussian_kl(d.loc, d.precision_matrix(), mean_d, precision_d)
+        own = um.gaussian_kl(d.loc, d.precision, mean_d, precision_d)
     assert kl_to(result, mean_r, precision_r) < own + 0.1
 
 
@@ -343,9 +343,9 @@ def test_fits_of_pyromodule_models_are_exact_and_leave_the_caller_alone():
     mean, precision = exact()
     state = {k: v.clone() for k, v in model.state_dict().items()}
     laplace = pu.flat_gaussian(pu.fit_laplace(model, *args))
-    assert um.gaussian_kl(laplace.loc, laplace.precision_matrix(), mean, precision) < 1e-10
+    assert um.gaussian_kl(laplace.loc, laplace.precision, mean, precision) < 1e-10
     svi = pu.flat_gaussian(pu.fit_svi(model, *args, num_steps=300))
-    assert um.gaussian_kl(svi.loc, svi.precision_matrix(), mean, precision) < 1e-8
+    assert um.gaussian_kl(svi.loc, svi.precision, mean, precision) < 1e-8
     assert model.state_dict().keys() == state.keys()
     assert all(torch.equal(v, state[k]) for k, v in model.state_dict().items())
 

@@ -97,7 +97,7 @@ def _moments(posterior, layout):
         centred = z - mean
         return mean, (centred * w[:, None]).T @ centred
     g = pu.flat_gaussian(posterior)
-    return g.loc, g.covariance()
+    return g.loc, g.covariance
 
 
 def reference_row(name: str) -> dict:

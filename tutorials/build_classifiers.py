@@ -20,7 +20,7 @@ import pandas as pd
 import torch
 
 import pyro_unlearn as pu
-from pyro_unlearn import nn as unn
+from pyro_unlearn import classifiers as unn
 from pyro_unlearn.datasets import digits
 
 QUICK = os.environ.get("PYRO_UNLEARN_QUICK") == "1"

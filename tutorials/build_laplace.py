@@ -45,7 +45,7 @@ result = pu.unlearn(blr.model, q_full, X[forget_ids], y[forget_ids], method="lap
 exact = blr.posterior(X[keep], y[keep])
 g = pu.flat_gaussian(result.guide)
 print("relative error of the mean:     ", float((g.loc - exact.mean).norm() / exact.mean.norm()))
-print("relative error of the precision:", float((g.precision_matrix() - exact.precision).norm() / exact.precision.norm()))"""),
+print("relative error of the precision:", float((g.precision - exact.precision).norm() / exact.precision.norm()))"""),
     md("""## 2. Indefinite downdates
 
 A mean-field q(θ|D) keeps only diag(Λ_D). Subtracting the forget set's full curvature from it
@@ -70,7 +70,7 @@ for name, guide, options in [("mean-field, psd='clip'", mean_field, {"psd": "cli
     repaired = pu.unlearn(blr.model, guide, correlated[big], y[big], method="laplace", **options)
     g = pu.flat_gaussian(repaired.guide)
     print(name, "- min eigenvalue of the new precision:",
-          float(torch.linalg.eigvalsh(g.precision_matrix())[0]))"""),
+          float(torch.linalg.eigvalsh(g.precision)[0]))"""),
     md("""## 3. Mode shift on a neural-network regression
 
 A one-hidden-layer Bayesian network (tanh, 16 units) fitted by MAP + Laplace to 1-D data; we

@@ -37,8 +37,9 @@ from ..api import unlearn
 from ..diagnostics.compare import predictive_kl
 from ..diagnostics.metrics import energy_distance, gap_closed, moment_matched
 from ..fit import fit_laplace
-from ..flows import fit_flow, flat_posterior
+from ..flows import fit_flow
 from ..models import BayesianLogisticRegression
+from ..posteriors import flat_posterior
 from ..references.retrain import retrain
 from . import format_notes
 

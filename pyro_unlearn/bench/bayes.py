@@ -25,9 +25,9 @@ from ..api import unlearn
 from ..datasets import breast_cancer
 from ..diagnostics.metrics import gap_closed, moment_matched
 from ..fit import fit_laplace, fit_svi
+from ..gaussian import FlatGaussian
 from ..guides import flat_gaussian
 from ..models import BayesianLogisticRegression
-from ..references.conjugate import GaussianPosterior
 from ..references.retrain import retrain
 from . import format_notes
 
@@ -36,9 +36,9 @@ PRIOR_SCALE = 1.0
 FRACTION = 0.1
 
 
-def _kl_to(reference: GaussianPosterior, guide) -> float:
+def _kl_to(reference: FlatGaussian, guide) -> float:
     g = flat_gaussian(guide)
-    return float(GaussianPosterior(g.loc, g.precision_matrix()).kl(reference))
+    return float(g.kl(reference))
 
 
 def _svi_fit(model, X, y, steps: int, seed: int, natural_steps: int = 20):

@@ -9,7 +9,7 @@ logistic regression on the loss: compare with retrain's value), the Jensen-Shann
 divergence to the retrained network on the forget set, wall time and speed-up vs
 retraining (measured in the same run).
 
-With ``--ulira`` it also runs the U-LiRA per-example attack (:func:`~pyro_unlearn.nn.ulira`)
+With ``--ulira`` it also runs the U-LiRA per-example attack (:func:`~pyro_unlearn.classifiers.ulira`)
 on single-image requests against a population of shadow MLPs, for doing nothing, the
 retraining oracle, PBU and NegGrad.
 
@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from .. import _rng
-from .. import nn as unn
+from .. import classifiers as unn
 from ..datasets import digits
 from ..errors import UnlearningDivergedError
 

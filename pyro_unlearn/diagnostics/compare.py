@@ -28,8 +28,8 @@ import torch
 
 from .. import _checks, _rng
 from ..errors import BadRequestError
+from ..gaussian import FlatGaussian
 from ..model_eval import MissingLatentError, ModelEvaluator
-from ..references.conjugate import GaussianPosterior
 from .inference_data import aligned_draws, forget_split, posterior_draws
 from .metrics import energy_distance, gap_closed, moment_matched
 
@@ -204,11 +204,11 @@ def _unconstrained(evaluator: ModelEvaluator, draws: dict[str, torch.Tensor]) ->
     }
 
 
-def _moment_matched_kl(flat: torch.Tensor, reference: GaussianPosterior) -> float:
+def _moment_matched_kl(flat: torch.Tensor, reference: FlatGaussian) -> float:
     """KL of the draws' moment-matched Gaussian to the reference's; ``inf`` for draws whose
     covariance is singular (a point estimate has no spread to match)."""
     try:
         gauss = moment_matched(flat)
-        return float(GaussianPosterior(gauss.mean, gauss.precision).kl(reference))
+        return float(gauss.kl(reference))
     except torch.linalg.LinAlgError:
         return float("inf")

@@ -1,7 +1,7 @@
 r"""Distances between posteriors, each with its direction and reference stated.
 
 * :func:`moment_matched`: the Gaussian with the sample mean and covariance, so that
-  :meth:`GaussianPosterior.kl` compares sample-based posteriors in closed form.
+  :meth:`FlatGaussian.kl` compares sample-based posteriors in closed form.
 * :func:`energy_distance`: :math:`2E\|X-Y\| - E\|X-X'\| - E\|Y-Y'\|`, zero iff the
   distributions agree; it sees skew that moment matching cannot.
 * :func:`gap_closed`: :math:`1 - d(\text{unlearned}, \text{ref}) / d(\text{original}, \text{ref})`:
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from ..references.conjugate import GaussianPosterior
+from ..gaussian import FlatGaussian
 
 
-def moment_matched(samples: torch.Tensor) -> GaussianPosterior:
+def moment_matched(samples: torch.Tensor) -> FlatGaussian:
     """Gaussian with the mean and covariance of ``samples`` (shape ``(S, d)``).
 
     >>> g = moment_matched(torch.tensor([[0.0, 1.0], [2.0, 1.0], [1.0, 4.0]]))
@@ -24,7 +24,7 @@ def moment_matched(samples: torch.Tensor) -> GaussianPosterior:
     """
     samples = samples.reshape(len(samples), -1)
     cov = torch.cov(samples.T).reshape(samples.shape[1], samples.shape[1])
-    return GaussianPosterior(samples.mean(0), torch.linalg.inv(cov))
+    return FlatGaussian(samples.mean(0), precision=torch.linalg.inv(cov))
 
 
 def energy_distance(x: torch.Tensor, y: torch.Tensor, max_points: int = 2000) -> float:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import pyro.distributions as dist
 import torch
@@ -12,8 +12,9 @@ from pyro.poutine.messenger import Messenger
 from pyro.poutine.subsample_messenger import _Subsample
 from torch.distributions.transforms import ReshapeTransform
 
-from ..guides import LatentSite, flat_gaussian, latent_layout
-from ..posteriors import flow_posterior, is_flow, log_density_max
+from ..errors import UnsupportedPosteriorError
+from ..guides import LatentSite
+from ..posteriors import posterior_view
 
 
 class AnchorMessenger(Messenger):
@@ -47,6 +48,7 @@ class AnchorMessenger(Messenger):
 
         >>> import torch, pyro, pyro.distributions as dist
         >>> from pyro.infer.autoguide import AutoMultivariateNormal
+        >>> from pyro_unlearn.handlers import anchor
         >>> def model():
         ...     a = pyro.sample("a", dist.Normal(0.0, 1.0))
         ...     b = pyro.sample("b", dist.LogNormal(0.0, 1.0))
@@ -60,9 +62,9 @@ class AnchorMessenger(Messenger):
 
     Parameters
     ----------
-    guide : fitted Gaussian or flow autoguide, LaplaceGuide, or dict of site distributions
-        The old posterior :math:`q(\theta\mid D)`. It is read once, detached, so
-        unlearning never moves it.
+    guide : fitted Gaussian or flow autoguide, LaplaceGuide, PosteriorView, or dict of site distributions
+        The old posterior :math:`q(\theta\mid D)`. It is read once, as a detached
+        :class:`~pyro_unlearn.PosteriorView` (or given as one), so unlearning never moves it.
 
     Attributes
     ----------
@@ -79,10 +81,15 @@ class AnchorMessenger(Messenger):
         if isinstance(guide, Mapping):
             self._site_dists = dict(guide)
             return
-        self.layout = {site.name: site for site in latent_layout(guide)}
-        self.joint = flow_posterior(guide) if is_flow(guide) else None
-        self.gaussian = None if self.joint is not None else flat_gaussian(guide)
-        self._log_max: float | None = None
+        self.view = posterior_view(guide)
+        if not self.view.has_density:
+            raise UnsupportedPosteriorError(
+                "anchor needs the old posterior's density: pass a Gaussian or flow guide, or a "
+                "dict of site distributions; posterior draws are unlearned by method='psis'"
+            )
+        self.layout = {site.name: site for site in self.view.layout}
+        self.joint = self.view.distribution if self.view.kind == "flow" else None
+        self.gaussian = None if self.joint is not None else self.view.gaussian
         if self.gaussian is not None and not self.gaussian.is_diagonal:
             self._chol = self.gaussian.cholesky()
         if self.joint is not None or not self.gaussian.is_diagonal:  # joint: global sites only
@@ -110,10 +117,8 @@ class AnchorMessenger(Messenger):
 
     @property
     def log_max(self) -> float:
-        r""":math:`\max_z \log q(z\mid D)` of a flow anchor, found numerically once."""
-        if self._log_max is None:
-            self._log_max = log_density_max(self.joint)
-        return self._log_max
+        r""":math:`\max_z \log q(z\mid D)` of a flow anchor, found numerically once (by the view)."""
+        return self.view.log_max
 
     def __enter__(self):
         self._eps, self._pending, self._next_offset = [], {}, 0
@@ -228,9 +233,3 @@ class _JointPiece(dist.TorchDistribution):
         if not self.last:
             return value.new_zeros(value.shape[:-1])
         return self.anchor.joint.log_prob(self.anchor._joint_value())
-
-
-def anchor(fn: Callable | None = None, *, guide):
-    """Use the fitted posterior ``guide`` as the model's prior; see :class:`AnchorMessenger`."""
-    msngr = AnchorMessenger(guide)
-    return msngr if fn is None else msngr(fn)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 from ..masks import MaskLike
 from .plate_mask import PlateMaskMessenger, under_enumeration
@@ -34,6 +34,7 @@ class ForgetMessenger(PlateMaskMessenger):
     Example: the masked and unmasked modes give the same forget term.
 
         >>> import torch, pyro, pyro.distributions as dist
+        >>> from pyro_unlearn.handlers import forget
         >>> x = torch.tensor([0.5, -1.0, 2.0, 0.3])
         >>> def model(x):
         ...     with pyro.plate("data", len(x)):
@@ -117,20 +118,3 @@ class ForgetMessenger(PlateMaskMessenger):
             msg["mask"] = selected if msg["mask"] is None else msg["mask"] & selected
         self._touched.add(msg["name"])
         msg["scale"] = self.weight * msg["scale"]
-
-
-def forget(
-    fn: Callable | None = None,
-    *,
-    weight: float = -1.0,
-    sites: Iterable[str] | None = None,
-    mask: MaskLike | None = None,
-    plate: str | int | None = None,
-):
-    """Weight the forget-set log-likelihood by ``weight``; see :class:`ForgetMessenger`.
-
-    Usable as ``forget(model, ...)``, as a decorator ``@forget(...)`` and as a
-    context manager ``with forget(...):``.
-    """
-    msngr = ForgetMessenger(weight=weight, sites=sites, mask=mask, plate=plate)
-    return msngr if fn is None else msngr(fn)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from ..masks import MaskLike
 from .plate_mask import PlateMaskMessenger
 
@@ -17,6 +15,7 @@ class RetainMessenger(PlateMaskMessenger):
     forgotten point never turns into NaN.
 
         >>> import torch, pyro, pyro.distributions as dist
+        >>> from pyro_unlearn.handlers import retain
         >>> x = torch.tensor([0.5, 2.0, 0.25])
         >>> def model(x):
         ...     with pyro.plate("data", len(x)):
@@ -50,9 +49,3 @@ class RetainMessenger(PlateMaskMessenger):
             return
         kept = ~selected
         msg["mask"] = kept if msg["mask"] is None else msg["mask"] & kept
-
-
-def retain(fn: Callable | None = None, *, mask: MaskLike, plate: str | int):
-    """Drop the forget elements ``mask`` of plate ``plate``; see :class:`RetainMessenger`."""
-    msngr = RetainMessenger(mask=mask, plate=plate)
-    return msngr if fn is None else msngr(fn)

@@ -28,11 +28,12 @@ from pyro.infer import ELBO
 from pyro.infer.autoguide import AutoContinuous, AutoGuide, AutoNormal
 
 from .. import _rng
-from ..errors import DegenerateWeightsError, check_on_unreliable, unreliable
-from ..guides import FlatGaussian, LatentSite, flat_gaussian, latent_layout, unpack
+from ..errors import DegenerateWeightsError, unreliable
+from ..guides import FlatGaussian, LatentSite, unpack
 from ..importance import effective_sample_size, pareto_smooth, psis_reliability
 from ..model_eval import ModelEvaluator, as_values, forget_evaluator
-from ..posteriors import log_density_max
+from ..options import OnUnreliable, choose
+from ..posteriors import log_density_max, posterior_view
 from .eubo import inside_adjusted
 
 
@@ -90,7 +91,7 @@ def importance_samples(
     samples are returned with ``reliable=False``) when the Pareto :math:`\hat k` exceeds
     0.7. With ``smooth`` the weights are Pareto-smoothed (PSIS) before use.
     """
-    check_on_unreliable(on_unreliable)
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     evaluator = evaluator or forget_evaluator(model, forget_args, model_kwargs, **forget_options)
     proposal = proposal or full
     z = _draw(proposal, num_samples, seed)
@@ -187,7 +188,7 @@ class RKL(ELBO):
         **options,
     ) -> None:
         super().__init__()
-        self.full_guide = full_guide
+        self.posterior = posterior_view(full_guide)  # read once, detached
         self.proposal = proposal
         self.forget_options = {"mask": mask, "plate": plate, "sites": sites}
         self.options = options
@@ -195,12 +196,12 @@ class RKL(ELBO):
 
     def _draw(self, model, args, kwargs) -> ImportanceSamples:
         if self.samples is None:
-            layout = latent_layout(self.full_guide)
-            full = flat_gaussian(self.full_guide)
+            view = self.posterior
+            full = view.distribution if view.kind == "flow" else view.gaussian
             self.samples = importance_samples(
                 model,
                 full,
-                layout,
+                view.layout,
                 args,
                 kwargs,
                 proposal=self.proposal,
@@ -221,7 +222,7 @@ class RKL(ELBO):
             with torch.random.fork_rng(), torch.no_grad():
                 torch.manual_seed(0)
                 guide(*args, **kwargs)
-        log_q = guide_log_density(guide, latent_layout(self.full_guide), samples.z, args, kwargs)
+        log_q = guide_log_density(guide, self.posterior.layout, samples.z, args, kwargs)
         return -(samples.log_weights.exp() * log_q).sum()
 
     def loss(self, model, guide, *args, **kwargs):

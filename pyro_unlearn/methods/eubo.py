@@ -10,13 +10,13 @@ import math
 
 import pyro
 import torch
-from pyro.infer.autoguide import AutoMultivariateNormal
+from pyro.infer.autoguide import AutoDelta, AutoMultivariateNormal
 from tqdm.auto import trange
 
 from .. import _checks
 from ..errors import (
+    BadRequestError,
     UnlearningDivergedError,
-    check_on_unreliable,
     unreliable,
 )
 from ..guides import (
@@ -31,7 +31,8 @@ from ..infer.eubo import check_lam, inside_adjusted
 from ..infer.rkl import log_ratio
 from ..model_eval import as_values, forget_evaluator
 from ..natural import antithetic_normals, expected_derivatives, natural_gradient_steps
-from ..posteriors import flat_posterior, is_flow, log_density_max
+from ..options import Family, OnUnreliable, Optimizer, Start, choose
+from ..posteriors import posterior_view
 from ..targets import check_proper, divided_target_check, gaussian_view
 from ._common import continued_family, copy_of_family, forget_options, one_step_laplace
 
@@ -104,6 +105,8 @@ def eubo_unlearn(
         the one-step Laplace solution plus 1 nat). ``"raise"`` (default), or return the result
         flagged (``result.reliable`` False) with a warning (``"warn"``) or without.
     """
+    posterior = posterior_view(guide)  # read once: the anchor, the guard and the steps use it
+    guide = posterior.source
     for name, value in (("num_particles", num_particles), ("patience", patience)):
         _checks.count(name, value)
     _checks.count("num_samples", num_samples, minimum=0)
@@ -114,14 +117,12 @@ def eubo_unlearn(
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = forget_options(mask, plate, sites)
-    family = family or continued_family(guide, optimizer)
-    optimizer = optimizer or ("natural" if family in ("multivariate", "diagonal") else "adam")
-    if optimizer not in ("natural", "adam"):
-        raise ValueError(f"optimizer must be 'natural' or 'adam', got {optimizer!r}")
-    check_on_unreliable(on_unreliable)
-    if init not in ("full", "laplace"):
-        raise ValueError(f"init must be 'full' or 'laplace', got {init!r}")
-    view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
+    family = choose(Family, family or continued_family(guide, optimizer), "family")
+    natural = family in ("multivariate", "diagonal")
+    optimizer = choose(Optimizer, optimizer or ("natural" if natural else "adam"), "optimizer")
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
+    init = choose(Start, init, "init")
+    view = gaussian_view(model, posterior)  # for a flow: its Gaussian yardstick, drawn once
     evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
     diagnostics = {
         "lam": lam,
@@ -144,11 +145,11 @@ def eubo_unlearn(
             raise ValueError(f"optimizer='natural' needs a Gaussian family, got {family!r}")
         curvature = curvature or ("mode" if _is_laplace(guide) else "expected")
         if curvature not in ("expected", "mode"):
-            raise ValueError(f"curvature must be 'expected' or 'mode', got {curvature!r}")
+            raise BadRequestError(f"curvature must be 'expected' or 'mode', got {curvature!r}")
         diagnostics["curvature"] = curvature
         result = _natural_eubo(
             model,
-            guide,
+            posterior,
             start,
             evaluator,
             lam,
@@ -162,7 +163,7 @@ def eubo_unlearn(
         return result, diagnostics
     guide_u = copy_of_family(start, model, forget_args, model_kwargs, family, seed)
     _adam_eubo(
-        guide,
+        posterior,
         guide_u,
         evaluator,
         lam,
@@ -177,7 +178,7 @@ def eubo_unlearn(
     )
     guide_u = freeze(guide_u)
     diagnostics["evaluator"] = evaluator.describe()
-    _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnostics)
+    _check_divergence(posterior, view, guide_u, laplace_step, on_unreliable, diagnostics)
     return guide_u, diagnostics
 
 
@@ -193,37 +194,37 @@ def _is_laplace(guide) -> bool:
     )
 
 
-def _drift(guide_u, full_guide, num_samples: int = 4000) -> float:
+def _drift(guide_u, full, num_samples: int = 4000) -> float:
     r""":math:`\mathrm{KL}(q_u \| q(\theta\mid D))`: closed form for Gaussians, Monte Carlo for flows.
 
     For a point estimate (AutoDelta) it is half the squared Mahalanobis distance.
     """
-    if is_flow(guide_u) or is_flow(full_guide):
-        q_u, q_full = flat_posterior(guide_u), flat_posterior(full_guide)
-        with torch.random.fork_rng(), torch.no_grad():
-            torch.manual_seed(0)
-            z = q_u.sample((num_samples,))
-            return float((q_u.log_prob(z) - q_full.log_prob(z)).mean())
-    full = flat_gaussian(full_guide)
-    try:
-        g = flat_gaussian(guide_u)
-    except TypeError:  # a point estimate: AutoDelta
+    full = posterior_view(full)
+    if isinstance(guide_u, AutoDelta):
         layout = latent_layout(guide_u)
         median = guide_u.median()
         z = torch.cat([s.unconstrain(median[s.name]).reshape(-1) for s in layout])
-        diff = z - full.loc
-        return float(0.5 * diff @ full.precision_matrix() @ diff)
-    return float(torch.distributions.kl_divergence(_as_normal(g), _as_normal(full)))
+        diff = z - full.mean
+        return float(0.5 * diff @ full.gaussian.precision @ diff)
+    q_u = posterior_view(guide_u)
+    if q_u.kind == "flow" or full.kind == "flow":
+        with torch.random.fork_rng(), torch.no_grad():
+            torch.manual_seed(0)
+            z = q_u.distribution.sample((num_samples,))
+            return float((q_u.log_prob(z) - full.log_prob(z)).mean())
+    return float(
+        torch.distributions.kl_divergence(_as_normal(q_u.gaussian), _as_normal(full.gaussian))
+    )
 
 
 def _as_normal(g: FlatGaussian) -> torch.distributions.MultivariateNormal:
     return torch.distributions.MultivariateNormal(
-        g.loc.detach(), precision_matrix=g.precision_matrix().detach()
+        g.loc.detach(), precision_matrix=g.precision.detach()
     )
 
 
-def _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnostics) -> None:
-    drift = _drift(guide_u, guide)
+def _check_divergence(posterior, view, guide_u, laplace_step, on_unreliable, diagnostics) -> None:
+    drift = _drift(guide_u, posterior)
     expected = _drift(laplace_step, view)  # a flow is compared through its Gaussian view
     diagnostics.update(drift=drift, laplace_drift=expected)
     if drift <= DRIFT_FACTOR * expected + 1.0:
@@ -240,7 +241,7 @@ def _check_divergence(guide, view, guide_u, laplace_step, on_unreliable, diagnos
 
 def _natural_eubo(
     model,
-    guide,
+    posterior,
     start,
     evaluator,
     lam,
@@ -251,15 +252,15 @@ def _natural_eubo(
     diagnostics,
 ):
     """Natural-gradient steps on the EUBO: the target is q(theta|D) / p_adj(D_e|theta)."""
-    full = flat_gaussian(guide)
-    precision_full = full.precision_matrix()
+    full = posterior.gaussian
+    precision_full = full.precision
     if family == "diagonal":
         precision_full = torch.diag(precision_full.diagonal())
     first = flat_gaussian(start)
-    loc, precision = first.loc.clone(), first.precision_matrix().clone()
+    loc, precision = first.loc.clone(), first.precision.clone()
     if family == "diagonal":
         precision = torch.diag(precision.diagonal())
-    layout = latent_layout(guide)
+    layout = posterior.layout
     eps = antithetic_normals(num_samples, len(loc), seed, like=loc)
 
     def forget_term(z):  # log p_adj(D_e | z): the indicator is not differentiated
@@ -278,11 +279,11 @@ def _natural_eubo(
         diagnostics["stopped"] = "the natural-gradient precision stayed indefinite"
         steps = steps[:-1]
     diagnostics.update(num_steps=len(steps), step_sizes=steps, num_samples=num_samples)
-    return LaplaceGuide.from_precision(model, loc, precision, like=guide)
+    return LaplaceGuide.from_precision(model, loc, precision, like=posterior.source)
 
 
 def _adam_eubo(
-    guide,
+    posterior,
     guide_u,
     evaluator,
     lam,
@@ -306,9 +307,9 @@ def _adam_eubo(
     here through the model evaluator, so models that do not broadcast over particles and
     subsampled plates are run faithfully.
     """
-    layout = latent_layout(guide)
-    full = flat_posterior(guide)
-    log_max = log_density_max(full) if lam > 0 else 0.0
+    layout = posterior.layout
+    full = posterior.distribution
+    log_max = posterior.log_max if lam > 0 else 0.0
     losses, stopped = [], False
     with pyro.settings.context(module_local_params=True), torch.random.fork_rng():
         torch.manual_seed(seed)  # the draws of q_u: seeded, the caller's RNG state untouched

@@ -22,14 +22,14 @@ import torch
 from pyro.distributions.torch_distribution import ExpandedDistribution
 from pyro.infer.autoguide import AutoDelta, AutoLaplaceApproximation
 
-from ..errors import UnlearningError
-from ..guides import LaplaceGuide, check_fitted, flat_gaussian, latent_layout
+from ..errors import UnlearningError, UnsupportedPosteriorError
+from ..guides import LaplaceGuide, check_fitted, latent_layout
 from ..masks import MaskLike
 from ..model_eval import ModelEvaluator, as_values, forget_evaluator
+from ..options import Hessian, PSDRepair, choose
+from ..posteriors import posterior_view
 from ..targets import flat_function, forget_nll_function
 
-HESSIANS = ("full", "diag", "ggn")
-PSD_REPAIRS = ("raise", "clip")
 CLIP_FLOOR = 1e-6  # clipped eigenvalues are set to CLIP_FLOOR * largest eigenvalue
 
 
@@ -231,22 +231,26 @@ def laplace_unlearn(
         ``diagnostics`` attribute holds the smallest eigenvalue of :math:`H_r`, the
         number of clipped eigenvalues and the forget-set negative log-likelihood.
     """
-    if hessian not in HESSIANS:
-        raise ValueError(f"hessian must be one of {HESSIANS}, got {hessian!r}")
-    if psd not in PSD_REPAIRS:
-        raise ValueError(f"psd must be one of {PSD_REPAIRS}, got {psd!r}")
+    hessian = choose(Hessian, hessian, "hessian")
+    psd = choose(PSDRepair, psd, "psd")
     if not (isinstance(newton_steps, int) and newton_steps >= 0):
         raise ValueError(f"newton_steps must be a non-negative int, got {newton_steps!r}")
     check_fitted(guide)
-    layout = latent_layout(guide)
     model_kwargs = model_kwargs or {}
-    if isinstance(guide, AutoLaplaceApproximation | AutoDelta):
+    if isinstance(guide, AutoLaplaceApproximation | AutoDelta):  # a point: no posterior yet
+        layout = latent_layout(guide)
         z_full, precision_full = _full_data_mode_and_precision(
             model, guide, layout, full_args, full_kwargs or {}
         )
     else:
-        gaussian = flat_gaussian(guide)
-        z_full, precision_full = gaussian.loc, gaussian.precision_matrix()
+        posterior = posterior_view(guide)
+        if posterior.kind != "gaussian":
+            raise UnsupportedPosteriorError(
+                f"laplace takes a Gaussian guide or a point estimate; got a {posterior.kind} "
+                "posterior: use method='eubo', 'rkl' or 'smc' for flows, 'psis' for draws"
+            )
+        guide, layout = posterior.source, posterior.layout
+        z_full, precision_full = posterior.mean, posterior.gaussian.precision
     if hessian == "diag":
         precision_full = torch.diag(precision_full.diagonal())
     evaluator = forget_evaluator(

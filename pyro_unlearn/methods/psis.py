@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import BadRequestError, DegenerateWeightsError, check_on_unreliable, unreliable
+from ..errors import BadRequestError, DegenerateWeightsError, unreliable
 from ..importance import (
     effective_sample_size,
     pareto_smooth,
@@ -20,6 +20,7 @@ from ..importance import (
     relative_efficiency,
 )
 from ..model_eval import forget_evaluator
+from ..options import OnUnreliable, choose
 from ..posteriors import WeightedSamples
 
 
@@ -69,7 +70,7 @@ def psis_unlearn(
         :class:`~pyro_unlearn.errors.DegenerateWeightsError` (default), or return the draws
         flagged (``reliable`` False) with a warning naming the number, or without.
     """
-    check_on_unreliable(on_unreliable)
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     samples, chains = _draws_and_chains(posterior)
     num = len(next(iter(samples.values())))
     if num < 25:

@@ -11,20 +11,18 @@ import pyro.distributions as dist
 import torch
 
 from .. import _checks, _rng
-from ..errors import (
-    check_on_unreliable,
-)
+from ..errors import BadRequestError
 from ..flows import residual_flow
 from ..guides import (
     LaplaceGuide,
     flat_gaussian,
     freeze,
-    latent_layout,
 )
 from ..infer.eubo import check_lam
 from ..infer.rkl import importance_samples
 from ..model_eval import forget_evaluator
-from ..posteriors import flow_posterior, is_flow
+from ..options import Family, OnUnreliable, Start, choose
+from ..posteriors import posterior_view
 from ..targets import check_proper, divided_target_check, gaussian_view
 from ._common import continued_family, forget_options, one_step_laplace
 
@@ -68,22 +66,23 @@ def rkl_unlearn(
         Pareto k-hat > 0.7). ``"raise"`` (default), or return the result flagged, with a
         warning (``"warn"``) or without.
     """
+    posterior = posterior_view(guide)  # read once: the target, the proposal and the fit use it
+    guide = posterior.source
     _checks.count("num_samples", num_samples, minimum=25)  # a Pareto tail needs draws
     _checks.count("num_steps", num_steps)
     _checks.positive("lr", lr)
     _checks.seed(seed)
-    check_on_unreliable(on_unreliable)
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     lam = check_lam(lam)
     model_kwargs = model_kwargs or {}
     options = forget_options(mask, plate, sites)
-    family = family or continued_family(guide, "closed form")
+    family = choose(Family, family or continued_family(guide, "closed form"), "family")
     if family not in ("multivariate", "diagonal", "flow"):
-        raise ValueError(
+        raise BadRequestError(
             f"rkl needs family 'multivariate', 'diagonal' (closed form) or 'flow', got {family!r}"
         )
-    if proposal not in ("full", "laplace"):
-        raise ValueError(f"proposal must be 'full' or 'laplace', got {proposal!r}")
-    view = gaussian_view(model, guide)  # for a flow: its Gaussian yardstick, drawn once
+    proposal = choose(Start, proposal, "proposal")
+    view = gaussian_view(model, posterior)  # for a flow: its Gaussian yardstick, drawn once
     evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
     diagnostics = {
         "lam": lam,
@@ -91,7 +90,7 @@ def rkl_unlearn(
         **divided_target_check(model, view, forget_args, model_kwargs, evaluator=evaluator),
     }
     check_proper(diagnostics, on_unreliable, lam)
-    full = flow_posterior(guide) if is_flow(guide) else flat_gaussian(guide)
+    full = posterior.distribution if posterior.kind == "flow" else posterior.gaussian
     proposal_gaussian = None
     if proposal == "laplace":
         proposal_gaussian = flat_gaussian(
@@ -100,7 +99,7 @@ def rkl_unlearn(
     samples = importance_samples(
         model,
         full,
-        latent_layout(guide),
+        posterior.layout,
         evaluator=evaluator,
         lam=lam,
         num_samples=num_samples,
@@ -123,7 +122,7 @@ def rkl_unlearn(
         diagnostics["losses"] = _weighted_flow_fit(guide_u, samples, num_steps, lr, seed)
         return freeze(guide_u), diagnostics
     fitted = samples.weighted_gaussian(diagonal=family == "diagonal")
-    result = LaplaceGuide.from_precision(model, fitted.loc, fitted.precision_matrix(), like=guide)
+    result = LaplaceGuide.from_precision(model, fitted.loc, fitted.precision, like=guide)
     return result, diagnostics
 
 

@@ -25,14 +25,14 @@ from .. import _checks, _rng
 from ..errors import (
     DegenerateWeightsError,
     SMCStalledError,
-    check_on_unreliable,
     unreliable,
 )
-from ..guides import latent_layout, unpack
+from ..guides import unpack
 from ..importance import PARETO_K_THRESHOLD, effective_sample_size, pareto_smooth
 from ..infer.eubo import check_lam, inside_adjusted
 from ..model_eval import as_values, forget_evaluator
-from ..posteriors import WeightedSamples, flat_posterior, log_density_max
+from ..options import OnUnreliable, choose
+from ..posteriors import WeightedSamples, posterior_view
 from ..targets import check_proper, divided_target_check, gaussian_view
 
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
@@ -151,22 +151,23 @@ def smc_unlearn(
     _checks.count("num_moves", num_moves, minimum=0)
     _checks.count("max_steps", max_steps)
     _checks.seed(seed)
-    check_on_unreliable(on_unreliable)
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     if not 0 < ess_threshold < 1:
         raise ValueError(f"ess_threshold must lie in (0, 1), got {ess_threshold}")
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size}")
     model_kwargs = model_kwargs or {}
     options = {"mask": mask, "plate": plate, "sites": sites}
-    layout = latent_layout(guide)
-    anchor = flat_posterior(guide)
-    d = anchor.event_shape[0]
+    posterior = posterior_view(guide)  # read once: the particles, the target and the check use it
+    layout = posterior.layout
+    anchor = posterior.distribution
+    d = posterior.dim
     if lam == "auto":
         from scipy.stats import chi2
 
         lam = math.exp(-0.5 * chi2.isf(AUTO_TAIL, d))
     lam = check_lam(lam)
-    log_max = log_density_max(anchor) if lam > 0 else 0.0
+    log_max = posterior.log_max if lam > 0 else 0.0
     generator = _rng.generator(seed)
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
@@ -174,7 +175,7 @@ def smc_unlearn(
 
     evaluator = forget_evaluator(model, forget_args, model_kwargs, **options)
     proper = divided_target_check(
-        model, gaussian_view(model, guide), forget_args, model_kwargs, evaluator=evaluator
+        model, gaussian_view(model, posterior), forget_args, model_kwargs, evaluator=evaluator
     )
     check_proper(proper, on_unreliable)
 

@@ -1,12 +1,11 @@
 """Retraining references: closed-form posteriors (and, later, NUTS/SVI retraining)."""
 
-from .conjugate import BayesianLinearRegression, BetaBernoulli, GaussianPosterior
+from .conjugate import BayesianLinearRegression, BetaBernoulli
 from .retrain import Reference, convergence, retrain
 
 __all__ = [
     "BayesianLinearRegression",
     "BetaBernoulli",
-    "GaussianPosterior",
     "Reference",
     "convergence",
     "retrain",

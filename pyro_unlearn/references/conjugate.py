@@ -17,36 +17,7 @@ import pyro
 import pyro.distributions as dist
 import torch
 
-
-@dataclass(frozen=True)
-class GaussianPosterior:
-    r"""A Gaussian :math:`\mathcal N(\text{mean}, \text{precision}^{-1})`."""
-
-    mean: torch.Tensor
-    precision: torch.Tensor
-
-    @property
-    def covariance(self) -> torch.Tensor:
-        return torch.cholesky_inverse(torch.linalg.cholesky(self.precision))
-
-    def kl(self, other: GaussianPosterior) -> torch.Tensor:
-        r""":math:`\mathrm{KL}(\text{self} \,\|\, \text{other})` in closed form.
-
-        .. math:: \tfrac12\big[\mathrm{tr}(\Lambda_o\Sigma_s) + (m_o - m_s)^\top\Lambda_o(m_o - m_s)
-                  - d + \log|\Lambda_s| - \log|\Lambda_o|\big]
-
-        >>> a = GaussianPosterior(torch.zeros(2), torch.eye(2))
-        >>> b = GaussianPosterior(torch.ones(2), 4 * torch.eye(2))
-        >>> round(float(a.kl(b)), 6)  # (8 + 8 - 2 - log 16) / 2
-        5.613706
-        """
-        diff = other.mean - self.mean
-        d = self.mean.numel()
-        trace = torch.trace(other.precision @ self.covariance)
-        maha = diff @ other.precision @ diff
-        logdet_self = torch.linalg.slogdet(self.precision).logabsdet
-        logdet_other = torch.linalg.slogdet(other.precision).logabsdet
-        return 0.5 * (trace + maha - d + logdet_self - logdet_other)
+from ..gaussian import FlatGaussian
 
 
 @dataclass(frozen=True)
@@ -73,20 +44,18 @@ class BayesianLinearRegression:
             mean = (X[idx] * w).sum(-1)  # broadcasts over vectorized particles
             return pyro.sample("y", dist.Normal(mean, self.noise_scale), obs=obs)
 
-    def prior(self, num_features: int, dtype=None) -> GaussianPosterior:
+    def prior(self, num_features: int, dtype=None) -> FlatGaussian:
         eye = torch.eye(num_features, dtype=dtype or torch.get_default_dtype())
-        return GaussianPosterior(eye.new_zeros(num_features), eye / self.prior_scale**2)
+        return FlatGaussian(eye.new_zeros(num_features), precision=eye / self.prior_scale**2)
 
-    def posterior(self, X: torch.Tensor, y: torch.Tensor) -> GaussianPosterior:
+    def posterior(self, X: torch.Tensor, y: torch.Tensor) -> FlatGaussian:
         """Exact posterior given data ``(X, y)`` (any subset, including the empty one)."""
         prior = self.prior(X.shape[1], X.dtype)
         precision = prior.precision + X.T @ X / self.noise_scale**2
         mean = torch.linalg.solve(precision, X.T @ y / self.noise_scale**2)
-        return GaussianPosterior(mean, precision)
+        return FlatGaussian(mean, precision=precision)
 
-    def log_predictive(
-        self, X: torch.Tensor, y: torch.Tensor, given: GaussianPosterior
-    ) -> torch.Tensor:
+    def log_predictive(self, X: torch.Tensor, y: torch.Tensor, given: FlatGaussian) -> torch.Tensor:
         r""":math:`\log p(y \mid X, \text{given}) = \log\mathcal N(y;\, Xm,\; \sigma^2 I + X\Sigma X^\top)`."""
         cov = self.noise_scale**2 * torch.eye(len(y), dtype=X.dtype) + X @ given.covariance @ X.T
         return dist.MultivariateNormal(X @ given.mean, covariance_matrix=cov).log_prob(y)

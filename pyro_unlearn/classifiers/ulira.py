@@ -67,7 +67,7 @@ def ulira(
         Target examples (the first ``num_targets`` of a seeded permutation) and shadow
         models; each target is in about half of the shadows' training sets.
     train_options : dict, optional
-        Passed to :func:`~pyro_unlearn.nn.train` (e.g. ``epochs``).
+        Passed to :func:`~pyro_unlearn.classifiers.train` (e.g. ``epochs``).
 
     Returns
     -------
