@@ -17,6 +17,7 @@ The namespace is grouped the Pyro way; the top level holds the entry points:
 
 from . import classifiers, diagnostics, errors, flows, handlers, infer, methods, references
 from .api import UnlearnResult, available_methods, unlearn
+from .certificate import Certificate, certify
 from .diagnostics import compare_posteriors, moment_matched, plot_posteriors, to_inference_data
 from .errors import (
     BadRequestError,
@@ -29,8 +30,8 @@ from .errors import (
     UnreliableResultWarning,
     UnsupportedPosteriorError,
 )
-from .fit import fit_laplace, fit_svi
-from .flows import fit_flow, flow_posterior
+from .fit import fit_flow, fit_laplace, fit_svi
+from .flows import flow_posterior
 from .gaussian import FlatGaussian
 from .guides import GuideNotFittedError, LaplaceGuide, flat_gaussian
 from .handlers import anchor, forget, retain
@@ -66,6 +67,8 @@ __all__ = [
     "ForgetLedger",
     "laplace_unlearn",
     "divided_target_check",
+    "certify",
+    "Certificate",
     # handlers and objectives
     "forget",
     "retain",

@@ -14,8 +14,9 @@ import torch
 from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoLaplaceApproximation, AutoNormalizingFlow
 
 from . import _checks
+from .certificate import certify
 from .classifiers.methods import UNLEARN_METHODS as CLASSIFIER_METHODS
-from .errors import BadRequestError, UnsupportedPosteriorError
+from .errors import BadRequestError, UnreliableResultError, UnsupportedPosteriorError, unreliable
 from .guides import GAUSSIAN_AUTOGUIDES
 from .ledger import ForgetLedger
 from .masks import MaskLike
@@ -24,7 +25,7 @@ from .methods.laplace import laplace_method
 from .methods.psis import psis_method
 from .methods.rkl import rkl_unlearn
 from .methods.smc import smc_unlearn
-from .options import Method
+from .options import Method, OnUnreliable, choose
 from .posteriors import WeightedSamples, posterior_view
 from .results import UnlearnResult
 
@@ -195,19 +196,26 @@ def unlearn(
                 f"length {mask_tensor.numel()}: ForgetLedger(num_data) takes the data plate's size"
             )
         new_ledger = ledger.after(ids)  # refuses repeated deletions before any work
+    full_data_certificate = getattr(guide, "certificate", None)  # set by the fitters
     if posterior_kind(guide) in ("gaussian", "flow"):
         guide = posterior_view(guide)  # read once; the method, its anchor and guards share it
     start = time.perf_counter()
-    new_guide, diagnostics = METHODS[method](
-        model,
-        guide,
-        *forget_args,
-        mask=mask,
-        plate=plate,
-        sites=sites,
-        model_kwargs=model_kwargs,
-        **options,
-    )
+    certificate = None
+    if isinstance(options.get("lam"), str) and options["lam"] == "certified":
+        new_guide, diagnostics, certificate = _certified_lam(
+            model, guide, forget_args, method, mask, plate, sites, model_kwargs, options
+        )
+    else:
+        new_guide, diagnostics = METHODS[method](
+            model,
+            guide,
+            *forget_args,
+            mask=mask,
+            plate=plate,
+            sites=sites,
+            model_kwargs=model_kwargs,
+            **options,
+        )
     seconds = time.perf_counter() - start
     size = (
         diagnostics.get("evaluator", {}).get("plate_size")
@@ -228,6 +236,102 @@ def unlearn(
             )
     if new_ledger is not None:
         new_guide.ledger = new_ledger
+    if full_data_certificate is not None:
+        diagnostics["full_data_certificate"] = full_data_certificate
     if "network" in ACCEPTS[method]:
         return UnlearnResult(None, method.value, seconds, diagnostics, new_ledger, new_guide)
-    return UnlearnResult(new_guide, method.value, seconds, diagnostics, new_ledger)
+    result = UnlearnResult(new_guide, method.value, seconds, diagnostics, new_ledger)
+    if certificate is not None:
+        certificate.full_data = full_data_certificate
+        result.certificate = certificate
+    return result
+
+
+#: ``lam="certified"``: the adjusted-likelihood thresholds tried, from the plain objective
+#: (0) to switching the forget term off (1, "do nothing"), a decade apart as in VBU's sweeps
+CERTIFIED_LAMS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
+
+
+def _certified_lam(model, posterior, forget_args, method, mask, plate, sites, kwargs, options):
+    r"""Run ``method`` at every :data:`CERTIFIED_LAMS` and keep the :math:`\lambda` whose
+    result the certificate puts closest to retraining (among reliable certificates).
+
+    The retained data are the forget arguments with ``mask`` (masked mode), or
+    ``options["retained"]``: a tuple of model arguments holding the retained data only.
+    """
+    if method not in ("eubo", "rkl", "smc"):
+        raise BadRequestError(f"lam='certified' is for eubo, rkl and smc, not {method.value!r}")
+    options = dict(options)
+    options.pop("lam")
+    retained = options.pop("retained", None)
+    if mask is None and retained is None:
+        raise BadRequestError(
+            "lam='certified' needs the retained data to certify against: pass all the data "
+            "with mask= and plate= (masked mode), or retained=(retained data arguments,)"
+        )
+    if retained is not None and not isinstance(retained, tuple):
+        raise BadRequestError("retained must be a tuple of the model's arguments on D_r")
+    policy = choose(OnUnreliable, options.pop("on_unreliable", "raise"), "on_unreliable")
+    samples = options.pop("certificate_samples", 10000)
+    search, best = [], None
+    for lam in CERTIFIED_LAMS:
+        start = time.perf_counter()
+        try:
+            unlearned, diagnostics = METHODS[method](
+                model,
+                posterior,
+                *forget_args,
+                mask=mask,
+                plate=plate,
+                sites=sites,
+                model_kwargs=kwargs,
+                lam=lam,
+                on_unreliable="raise",
+                **options,
+            )
+        except UnreliableResultError as error:  # this lambda is refused: try the next
+            search.append({"lam": lam, "error": f"{type(error).__name__}: {str(error)[:80]}"})
+            continue
+        if retained is None:
+            cert = certify(
+                unlearned,
+                model,
+                *forget_args,
+                forget_mask=mask,
+                plate=plate,
+                model_kwargs=kwargs,
+                num_samples=samples,
+            )
+        else:
+            cert = certify(
+                unlearned,
+                model,
+                *retained,
+                model_kwargs=kwargs,
+                num_samples=samples,
+                scope="retained",
+            )
+        search.append(
+            {
+                "lam": lam,
+                "cert_kl": cert.kl,
+                "reliable": cert.reliable,
+                "seconds": time.perf_counter() - start,
+            }
+        )
+        candidate = (not cert.reliable, cert.kl)  # reliable first, then the smallest KL
+        if best is None or candidate < best[0]:
+            best = (candidate, lam, unlearned, diagnostics, cert)
+    if best is None:
+        raise UnreliableResultError(
+            f"lam='certified': every lambda in {CERTIFIED_LAMS} was refused by {method.value}"
+        )
+    _, lam, unlearned, diagnostics, cert = best
+    diagnostics = dict(diagnostics, lam=lam, lam_search=search)
+    if not cert.reliable:
+        message = (
+            "lam='certified': no lambda gave a reliable certificate "
+            f"({'; '.join(cert.reasons)}); kept lam={lam} by the smallest lower bound"
+        )
+        unreliable(UnreliableResultError(message), policy, diagnostics)
+    return unlearned, diagnostics, cert

@@ -284,25 +284,38 @@ def _summary_screen(summary: dict) -> str:
         k = summary["diagnostics"][name].get("pareto_k")
         if k is not None and k > 0.7:
             lines.append(
-                f"  {name:8s} UNRELIABLE: importance weights degenerate (Pareto k = {k:.2f} > 0.7); KL {metrics[name]['kl_mm']:.3g}"
+                f"  {name:8s} UNRELIABLE: importance weights degenerate (Pareto k = {k:.2f} > 0.7); KL {metrics[name]['kl_mm']:.3g}; {_certificate_text(metrics[name])}"
             )
             continue
         lines.append(
-            f"  {name:8s} closed {gap:6.1%} of the gap to retraining (KL {metrics[name]['kl_mm']:.3g}) in {speed[name]['seconds']:.3g} s: {speed[name]['speedup_vs_nuts']:.0f}x faster than NUTS, {speed[name]['speedup_vs_svi_retrain']:.0f}x than SVI retraining"
+            f"  {name:8s} closed {gap:6.1%} of the gap to retraining (KL {metrics[name]['kl_mm']:.3g}) in {speed[name]['seconds']:.3g} s: {speed[name]['speedup_vs_nuts']:.0f}x faster than NUTS, {speed[name]['speedup_vs_svi_retrain']:.0f}x than SVI retraining; {_certificate_text(metrics[name])}"
         )
     floor = metrics.get("noise floor (2nd reference)", {}).get("kl_mm", float("nan"))
     lines.append(
         f"  noise floor (a second NUTS run): KL {floor:.3g}; SVI retrain: KL {metrics['SVI retrain']['kl_mm']:.3g}"
     )
+    lines.append(
+        "  (certificate: KL to retraining estimated without the reference, pyro_unlearn.certify;"
+        " 'at least' marks an unreliable estimate, a lower bound)"
+    )
     return "\n".join(lines)
 
 
-SUITES = ("bayes", "classifiers", "banknote", "evaluator", "all")
+def _certificate_text(row: dict) -> str:
+    kl = row.get("cert_kl")
+    if kl is None or kl != kl:
+        return "no certificate"
+    if row.get("cert_reliable"):
+        return f"certificate: KL {kl:.3g} +- {row['cert_se']:.2g}"
+    return f"certificate: KL at least {kl:.3g}"
+
+
+SUITES = ("bayes", "classifiers", "banknote", "evaluator", "certificate", "all")
 
 
 def run_bench(out: Path, suite: str, seeds: list[int], quick: bool) -> dict:
     """Run the benchmark suites; write ``bench.md`` and ``bench.json`` to ``out``."""
-    from .bench import banknote, bayes, classifiers, evaluator
+    from .bench import banknote, bayes, certificate, classifiers, evaluator
 
     if suite not in SUITES:
         raise UserError(f"unknown suite {suite!r}; choose one of {', '.join(SUITES)}")
@@ -329,6 +342,13 @@ def run_bench(out: Path, suite: str, seeds: list[int], quick: bool) -> dict:
     if suite in ("evaluator", "all"):
         results["evaluator"] = evaluator.run(quick=quick)
         sections += ["## The model evaluator", "", evaluator.markdown(**results["evaluator"])]
+    if suite in ("certificate", "all"):
+        results["certificate"] = certificate.run(seed=seeds[0], quick=quick)
+        sections += [
+            "## The forgetting certificate",
+            "",
+            certificate.markdown(results["certificate"]),
+        ]
     (out / "bench.json").write_text(json.dumps(results, indent=2, default=str))
     (out / "bench.md").write_text("\n\n".join(sections) + "\n")
     return results
@@ -360,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--suite",
         default="bayes",
-        help="bayes, classifiers, banknote (needs ../shared/data), evaluator or all",
+        help="bayes, classifiers, banknote (needs ../shared/data), evaluator, certificate or all",
     )
     bench.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     bench.add_argument("--quick", action="store_true")

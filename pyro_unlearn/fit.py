@@ -1,4 +1,4 @@
-"""Fitting full-data posteriors to unlearn from (and same-family retraining references).
+"""Fitting full-data posteriors to unlearn from: SVI (with a natural-gradient finish), Laplace, flows.
 
 Every fit evaluates the model through :class:`~pyro_unlearn.model_eval.ModelEvaluator`, so
 models written for one draw (``PyroModule`` with ``nn.Linear``, ``X @ w``) are fitted as
@@ -9,16 +9,23 @@ are module-local (the global param store is untouched).
 from __future__ import annotations
 
 import functools
+import warnings
 
 import pyro
 import torch
 from pyro.infer import Trace_ELBO
-from pyro.infer.autoguide import AutoLaplaceApproximation, AutoMultivariateNormal
+from pyro.infer.autoguide import (
+    AutoLaplaceApproximation,
+    AutoMultivariateNormal,
+    AutoNormalizingFlow,
+)
 from pyro.infer.autoguide.initialization import init_to_median
 
 from . import _checks
 from ._user_model import user_call
+from .certificate import certify
 from .errors import UnlearningError
+from .flows import flow_guide
 from .guides import (
     LaplaceGuide,
     flat_gaussian,
@@ -41,7 +48,13 @@ class LaplaceFitError(UnlearningError, ValueError):
 
 
 def fit_laplace(
-    model, *args, max_iter: int = 200, init_loc_fn=init_to_median, seed: int = 0, **kwargs
+    model,
+    *args,
+    max_iter: int = 200,
+    init_loc_fn=init_to_median,
+    seed: int = 0,
+    certificate_samples: int = 4000,
+    **kwargs,
 ) -> LaplaceGuide:
     r"""A Laplace approximation :math:`\mathcal N(z^*, H^{-1})` in the unconstrained space.
 
@@ -52,6 +65,9 @@ def fit_laplace(
     :math:`H` the Hessian of the negative log joint there. ``seed`` seeds the initialisation.
     A Hessian that is not positive definite (a MAP at the edge of a hierarchical model's
     funnel, a saddle) raises :class:`LaplaceFitError` naming its smallest eigenvalue.
+    The returned guide carries its own error, :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))`,
+    as ``guide.certificate`` (:func:`~pyro_unlearn.certify` with ``certificate_samples``
+    draws; 0 skips it).
     """
     _checks.count("max_iter", max_iter)
     _checks.seed(seed)
@@ -99,7 +115,7 @@ def fit_laplace(
         )
     result = LaplaceGuide.from_precision(model, z, precision, like=guide)
     result.fitted_by = "laplace"
-    return result
+    return _with_certificate(result, model, args, kwargs, certificate_samples, seed)
 
 
 def fit_svi(
@@ -111,6 +127,7 @@ def fit_svi(
     guide_class=AutoMultivariateNormal,
     natural_steps: int = 20,
     seed: int = 0,
+    certificate_samples: int = 4000,
     **kwargs,
 ):
     r"""Fit ``guide_class(model)`` by SVI and return it frozen (parameters as buffers).
@@ -131,6 +148,10 @@ def fit_svi(
     natural step) is exact only from that fixed point. On breast_cancer, 3000 Adam steps
     left :math:`q` 0.18 nats from it, and the same unlearning step then closed 0.74 of the
     gap to retraining instead of 0.83 (``python -m pyro_unlearn.bench.bayes``).
+
+    The returned guide carries its own error, :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))`,
+    as ``guide.certificate`` (:func:`~pyro_unlearn.certify` with ``certificate_samples``
+    draws, each one model evaluation; 0 skips it).
     """
     _checks.count("num_steps", num_steps)
     _checks.count("num_particles", num_particles)
@@ -170,6 +191,22 @@ def fit_svi(
     guide.evaluator = evaluator.describe()
     if natural_steps and type(guide) is AutoMultivariateNormal and guide.latent_dim <= 200:
         _to_fixed_point(guide, evaluator, natural_steps, seed)
+    return _with_certificate(guide, model, args, kwargs, certificate_samples, seed)
+
+
+def _with_certificate(guide, model, args, kwargs, num_samples: int, seed: int):
+    """``guide`` with ``guide.certificate``: its KL to the exact full-data posterior."""
+    guide.certificate = None
+    if num_samples:
+        try:
+            guide.certificate = certify(
+                guide, model, *args, model_kwargs=kwargs, num_samples=num_samples, seed=seed
+            )
+        except Exception as error:  # a fit must not fail for its check; say why it is missing
+            warnings.warn(
+                f"the fitted posterior has no certificate: {type(error).__name__}: {error}",
+                stacklevel=3,
+            )
     return guide
 
 
@@ -230,3 +267,42 @@ def _to_fixed_point(
     )
     set_gaussian_buffers(guide, loc, precision)
     guide.natural_steps = steps
+
+
+def fit_flow(
+    model,
+    *args,
+    num_transforms: int = 2,
+    hidden_dims: list[int] | None = None,
+    num_steps: int = 2000,
+    lr: float = 0.005,
+    num_particles: int = 32,
+    seed: int = 0,
+    certificate_samples: int = 4000,
+    **kwargs,
+) -> AutoNormalizingFlow:
+    """Fit a flow posterior (:func:`flow_guide`) started at a Laplace approximation, by SVI.
+
+    The Laplace fit gives the flow's affine layer; :func:`~pyro_unlearn.fit_svi` does the
+    rest (Adam decayed 100x over ``num_steps``, vectorized particles, module-local
+    parameters) and returns it frozen, with ``guide.certificate`` as :func:`fit_svi`.
+    """
+    laplace = flat_gaussian(fit_laplace(model, *args, certificate_samples=0, **kwargs))
+    guide_class = functools.partial(
+        flow_guide,
+        loc=laplace.loc,
+        scale_tril=laplace.cholesky(),
+        num_transforms=num_transforms,
+        hidden_dims=hidden_dims,
+    )
+    return fit_svi(
+        model,
+        *args,
+        num_steps=num_steps,
+        lr=lr,
+        num_particles=num_particles,
+        guide_class=guide_class,
+        seed=seed,
+        certificate_samples=certificate_samples,
+        **kwargs,
+    )

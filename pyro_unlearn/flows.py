@@ -17,7 +17,6 @@ unconstrained latent vector, as the Gaussian autoguides do, but with a learned b
 
 from __future__ import annotations
 
-import functools
 import itertools
 
 import pyro
@@ -29,13 +28,11 @@ from pyro.infer.autoguide import AutoNormalizingFlow
 from pyro.nn import AutoRegressiveNN
 
 from ._user_model import user_call
-from .fit import fit_laplace, fit_svi
 from .guides import flat_gaussian
 from .posteriors import as_buffers, flow_posterior, is_flow
 
 __all__ = [
     "CholeskyAffine",
-    "fit_flow",
     "flow_guide",
     "flow_posterior",
     "identity_autoregressive",
@@ -181,40 +178,3 @@ def _frozen_map(full_guide) -> list:
     affine = CholeskyAffine(len(gaussian.loc), gaussian.loc, gaussian.cholesky())
     as_buffers(affine)
     return [affine]
-
-
-def fit_flow(
-    model,
-    *args,
-    num_transforms: int = 2,
-    hidden_dims: list[int] | None = None,
-    num_steps: int = 2000,
-    lr: float = 0.005,
-    num_particles: int = 32,
-    seed: int = 0,
-    **kwargs,
-) -> AutoNormalizingFlow:
-    """Fit a flow posterior (:func:`flow_guide`) started at a Laplace approximation, by SVI.
-
-    The Laplace fit gives the flow's affine layer; :func:`~pyro_unlearn.fit_svi` does the
-    rest (Adam decayed 100x over ``num_steps``, vectorized particles, module-local
-    parameters) and returns it frozen.
-    """
-    laplace = flat_gaussian(fit_laplace(model, *args, **kwargs))
-    guide_class = functools.partial(
-        flow_guide,
-        loc=laplace.loc,
-        scale_tril=laplace.cholesky(),
-        num_transforms=num_transforms,
-        hidden_dims=hidden_dims,
-    )
-    return fit_svi(
-        model,
-        *args,
-        num_steps=num_steps,
-        lr=lr,
-        num_particles=num_particles,
-        guide_class=guide_class,
-        seed=seed,
-        **kwargs,
-    )

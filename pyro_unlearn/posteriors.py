@@ -383,6 +383,8 @@ def posterior_view(posterior) -> PosteriorView:
         return posterior_view(posterior.guide)
     if isinstance(posterior, WeightedSamples):
         return DrawsView(dict(posterior.samples), posterior.log_weights, posterior)
+    if hasattr(posterior, "flat") and hasattr(posterior, "samples"):  # a retraining Reference
+        posterior = {name: posterior.flat(name) for name in posterior.samples}
     if isinstance(posterior, dict) or hasattr(posterior, "get_samples"):
         samples = posterior if isinstance(posterior, dict) else posterior.get_samples()
         samples = {k: torch.as_tensor(v) for k, v in samples.items()}

@@ -29,6 +29,9 @@ class UnlearnResult:
     network : torch.nn.Module or None
         The unlearned classifier (methods ``"pbu"``, ``"jit"``, ``"neggrad"``, ``"ssd"``,
         ``"instance"``): a new network, the caller's untouched.
+    certificate : Certificate or None
+        Its estimated KL to the retrained posterior, once :func:`~pyro_unlearn.certify` has
+        been called on it (or ``unlearn(..., lam="certified")`` chose its lambda by it).
     """
 
     guide: object
@@ -37,6 +40,7 @@ class UnlearnResult:
     diagnostics: dict = field(default_factory=dict)
     ledger: ForgetLedger | None = None
     network: object = None
+    certificate: object = None
 
     @property
     def unlearned(self):

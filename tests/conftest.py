@@ -7,6 +7,8 @@ import pyro_unlearn as pu
 
 torch.set_num_threads(1)  # tiny models: intra-op threading only slows them down here
 
+N_FORGET = 40
+
 
 @pytest.fixture(autouse=True)
 def _fresh_state():
@@ -45,3 +47,18 @@ def exact_guide(blr, X, y):
 
 def relative_error(a, b):
     return float((a - b).abs().max() / b.abs().max())
+
+
+def moment_kl(draws, target):
+    fitted = pu.FlatGaussian(draws.mean(0), precision=torch.linalg.inv(torch.cov(draws.T)))
+    return float(fitted.kl(target))
+
+
+@pytest.fixture
+def problem(blr):
+    """The EUBO / rKL setting: 200 points, the first N_FORGET to forget; blr, X, y, the exact
+    full-data guide and the exact retrained posterior. (Modules with a setting of their own,
+    e.g. test_flows.py and test_cuda.py, define their own ``problem``, which takes precedence.)"""
+    X, y = synthetic(n=200, d=6)
+    retrained = blr.posterior(X[N_FORGET:], y[N_FORGET:])
+    return blr, X, y, exact_guide(blr, X, y), retrained

@@ -1400,7 +1400,7 @@ def _fingerprint(result) -> bytes:
     elif isinstance(result, torch.Tensor):
         tensors = [result]
     elif hasattr(result, "columns"):  # a DataFrame
-        return result.to_numpy().tobytes()
+        return result.to_numpy(dtype=float).tobytes()  # bool columns too, by value
     elif hasattr(result, "prototype_trace"):  # a guide
         g = pu.flat_gaussian(result)
         tensors = [g.loc, g.precision]

@@ -15,6 +15,7 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
     assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
     screen = capsys.readouterr().out
     assert "Summary:" in screen and "of the gap to retraining" in screen
+    assert screen.count("certificate: KL") >= 3  # each method's certificate, in the summary
     results = json.loads((tmp_path / "results.json").read_text())
     assert set(results["metrics"]) >= {
         "original",
@@ -25,6 +26,7 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
         "noise floor (2nd reference)",
     }
     assert results["metrics"]["retrained"]["kl_mm"] == pytest.approx(0.0, abs=1e-9)
+    assert all("cert_kl" in row for row in results["metrics"].values())
     assert set(results["speed"]) == {"laplace", "eubo", "rkl"}
     assert results["reference"]["method"] == "nuts"
     report = (tmp_path / "report.md").read_text()

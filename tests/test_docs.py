@@ -4,6 +4,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 import pyro_unlearn
 
@@ -47,3 +48,16 @@ def test_the_readme_python_example_runs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "ref.nc").exists()
     assert namespace["result"].diagnostics["evaluator"]["path"] == "vmap"
     assert namespace["predictions"]["obs"].shape == (1000, 5)
+
+
+@pytest.mark.slow  # 40 s: an SVI fit on breast_cancer
+def test_the_certificate_page_example_prints_what_it_shows(capsys):
+    torch.set_default_dtype(torch.float32)  # as a user runs it (the fixture restores it)
+    page = (DOCS / "certificate.md").read_text()
+    start = page.index("```python") + len("```python")
+    code = page[start : page.index("```\n", start)]
+    exec(compile(code, "certificate.md", "exec"), {})  # noqa: S102 - the documented example
+    printed = " ".join(capsys.readouterr().out.split())
+    shown = page[page.index("```text") + len("```text") :]
+    shown = " ".join(shown[: shown.index("```")].split())
+    assert printed == shown

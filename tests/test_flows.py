@@ -1,10 +1,11 @@
-"""Flow guides and sequential (SMC) unlearning against the exact retrained posterior."""
+"""Flow guides: their layers and snapshots, the anchor on a flow, EUBO / rKL unlearning of a flow
+against the exact retrained posterior, and fit_flow."""
 
 import pyro
 import pyro.distributions as dist
 import pytest
 import torch
-from conftest import exact_guide, synthetic
+from conftest import exact_guide, moment_kl, synthetic
 from pyro.infer import SVI, Trace_ELBO
 from pyro.infer.autoguide import AutoIAFNormal
 
@@ -31,11 +32,6 @@ def exact_flow(blr, X, y):
         )
         guide(X, y)
     return freeze(guide)
-
-
-def moment_kl(draws, target):
-    fitted = pu.FlatGaussian(draws.mean(0), precision=torch.linalg.inv(torch.cov(draws.T)))
-    return float(fitted.kl(target))
 
 
 def flow_draws(guide, n=40000):
@@ -175,58 +171,6 @@ def test_residual_flow_starts_at_the_full_posterior(problem):
     assert trainable and len(pyro.get_param_store()) == 0
 
 
-@pytest.mark.parametrize("chunk_size", [None, 10])
-def test_smc_matches_the_exact_retrained_mean_and_covariance(blr, chunk_size):
-    """120 of 200 points forgotten: far beyond plain reweighting (k-hat > 0.7), exact here.
-
-    Tolerances: 4000 particles after 10 Metropolis moves per chunk behave like >= 2000
-    independent draws, so the mean is within 4.5 of its standard errors and the
-    moment-matched KL within 3x its bias (d + d(d+1)/2)/(2N) = 3.4e-3.
-    """
-    X, y = synthetic(n=200, d=6)
-    retrained = blr.posterior(X[120:], y[120:])
-    result = pu.unlearn(
-        blr.model,
-        exact_guide(blr, X, y),
-        X[:120],
-        y[:120],
-        method="smc",
-        chunk_size=chunk_size,
-        lam=0.0,  # q(theta|D) is exact: the plain divided target is the retrained posterior
-    )
-    w = result.guide.samples["w"]
-    standard_error = retrained.covariance.diagonal().sqrt() / (len(w) / 2) ** 0.5
-    assert ((w.mean(0) - retrained.mean).abs() / standard_error).max() < 4.5
-    assert moment_kl(w, retrained) < 0.01
-    steps = result.diagnostics["steps"]
-    assert steps[0]["chunk"][0] == 0 and steps[-1]["chunk"][1] == 120.0
-    assert all(a["chunk"][1] == b["chunk"][0] for a, b in zip(steps, steps[1:], strict=False))
-    if chunk_size is None:
-        assert result.diagnostics["min_ess"] >= 0.5 * 4000
-    plain = pu.infer.importance_samples(
-        blr.model,
-        pu.flat_gaussian(exact_guide(blr, X, y)),
-        pu.guides.latent_layout(exact_guide(blr, X, y)),
-        (X[:120], y[:120]),
-        on_unreliable="ignore",
-    )
-    assert plain.pareto_k > 0.7  # one-shot reweighting would have failed here
-
-
-def test_smc_is_deterministic_and_checks_its_options(blr):
-    X, y = synthetic(n=60, d=3)
-    guide = exact_guide(blr, X, y)
-    a = pu.unlearn(blr.model, guide, X[:10], y[:10], method="smc", num_particles=500, seed=3)
-    b = pu.unlearn(blr.model, guide, X[:10], y[:10], method="smc", num_particles=500, seed=3)
-    assert torch.equal(a.guide.samples["w"], b.guide.samples["w"])
-    with pytest.raises(ValueError, match="ess_threshold"):
-        pu.unlearn(blr.model, guide, X[:10], y[:10], method="smc", ess_threshold=1.5)
-    with pytest.raises(ValueError, match="chunk_size"):
-        pu.unlearn(blr.model, guide, X[:10], y[:10], method="smc", chunk_size=0)
-    with pytest.raises(pu.SMCStalledError, match="stalled"):
-        pu.unlearn(blr.model, guide, X[:10], y[:10], method="smc", chunk_size=1, max_steps=3)
-
-
 def test_flow_anchor_reads_several_sites_jointly():
     """Two sites, one constrained: log joint = log q(z) - log|d theta/d z| of the positive site."""
 
@@ -242,17 +186,6 @@ def test_flow_anchor_reads_several_sites_jointly():
     z = torch.cat([trace.nodes["a"]["value"], trace.nodes["b"]["value"].log().reshape(1)])
     expected = flow_posterior(guide).log_prob(z) - z[2]
     assert torch.isclose(trace.log_prob_sum(), expected, atol=1e-8)
-
-
-def test_banknote_setting_when_the_data_are_present():
-    from pyro_unlearn.bench import banknote
-
-    if not banknote.DATA.exists():
-        pytest.skip(f"banknote data not at {banknote.DATA} (benchmarks only)")
-    model, X, y, forget_ids, keep = banknote.setting(0)
-    assert X.shape == (1372, 5) and torch.all(X[:, -1] == 1)
-    assert int(y.sum()) == 610 and len(forget_ids) == 412 and int(keep.sum()) == 960
-    assert len(set(forget_ids.tolist())) == 412
 
 
 def test_flow_results_work_with_masks_ledgers_sequels_and_arviz(problem):

@@ -134,7 +134,15 @@ LAYERS = [
     {"guides", "posteriors"},  # the posterior view: a fitted guide read once
     {"handlers"},  # forget, retain, anchor (the anchor reads the posterior view)
     {"model_eval"},  # the one model evaluator, built on the handlers
-    {"targets", "fit", "flows", "infer", "methods", "classifiers"},  # objectives and methods
+    {
+        "targets",
+        "certificate",
+        "fit",
+        "flows",
+        "infer",
+        "methods",
+        "classifiers",
+    },  # objectives, methods
     {"api"},
     {"diagnostics", "references"},
     {"cli", "bench", "__main__"},

@@ -82,7 +82,7 @@ for name, method in [
 pd.DataFrame(rows).set_index("method").round(3)"""),
     md("""PBU is the general mechanism with a Delta guide: the forget term with weight −α, and a
 Gaussian anchor N(θ*, (2βF + 2γI)⁻¹) with F the diagonal Fisher of the forget data. Its loss
-is checked against the direct formula in `tests/test_nn.py`; here is the anchor it uses:"""),
+is checked against the direct formula in `tests/classifiers/test_classifiers.py`; here is the anchor it uses:"""),
     code("""fisher = unn.diagonal_fisher(net, x_f)
 anchor = unn.pbu_anchor(net, fisher, beta=100.0, gamma=40.0)
 name = next(iter(anchor))

@@ -130,7 +130,7 @@ fig.tight_layout()"""),
 
 Laplace unlearning (the "influence function" or Newton-step view of removing data) is exact
 for quadratic log-posteriors. Measured here: on the conjugate model the downdate reproduces
-the retrained posterior to about 1e-14 (section 1; `tests/test_laplace.py` checks 5%/30%,
+the retrained posterior to about 1e-14 (section 1; `tests/methods/test_laplace.py` checks 5%/30%,
 random/structured requests, to 1e-8 through Pyro's own `laplace_approximation`). Near-collinear
 features with a mean-field q(θ|D) give an indefinite downdate that is refused, not silently
 used (section 2). On the network (section 3) the refit on D_r barely differs from the original

@@ -103,7 +103,7 @@ random request gives k̂ = 0.15 and a mean within 0.02 posterior sd of the exact
 40% structured request gives k̂ = 1.3 (ESS 4 of 2000) and an error of 1.2 posterior sd, as
 the diagnostic warned; SMC brings it back to 0.03 sd. Sequential unlearning recovers the exact retrained
 posterior in that second case (the test suite checks mean and covariance within Monte Carlo
-error, `tests/test_flows.py`).
+error, `tests/methods/test_smc.py`).
 
 On the harder banknote setting of Variational Bayesian Unlearning (`python -m
 pyro_unlearn.bench.banknote`, 412 of 1372 points) PSIS of NUTS draws closed 87% of the gap to

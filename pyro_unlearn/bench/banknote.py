@@ -36,8 +36,7 @@ from .. import _rng
 from ..api import unlearn
 from ..diagnostics.compare import predictive_kl
 from ..diagnostics.metrics import energy_distance, gap_closed, moment_matched
-from ..fit import fit_laplace
-from ..flows import fit_flow
+from ..fit import fit_flow, fit_laplace
 from ..models import BayesianLogisticRegression
 from ..posteriors import flat_posterior
 from ..references.retrain import retrain

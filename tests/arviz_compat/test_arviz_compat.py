@@ -4,7 +4,7 @@ Run this file under both lines (ArviZ 0.2x and 1.x). The PSIS / ESS / r-hat valu
 ``tests/data/arviz_reference_values.json`` come from both lines; each run compares the installed
 line's numbers with the ones stored from the other line. To (re)write the running line's entry::
 
-    python tests/test_arviz_compat.py --regenerate
+    python tests/arviz_compat/test_arviz_compat.py --regenerate
 
 ``ARVIZ_COMPAT_STANDALONE=1`` loads the module from its file instead of through the package
 (for when the package itself does not import); ``ARVIZ_COMPAT_OTHER_PYTHON=/path/to/python`` (an
@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import xarray as xr
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = ROOT / "pyro_unlearn" / "arviz_compat"
 # the package loaded from its folder, under a name that does not start with "arviz"
 LOAD_STANDALONE = f"""
@@ -39,7 +39,7 @@ module = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = module  # its modules import each other relatively
 spec.loader.exec_module(module)
 """
-REFERENCE = Path(__file__).resolve().parent / "data" / "arviz_reference_values.json"
+REFERENCE = Path(__file__).resolve().parents[1] / "data" / "arviz_reference_values.json"
 CACHE_FILES = sorted((ROOT / "pyro_unlearn" / "bench" / "cache").glob("*.nc"))
 
 

@@ -1,0 +1,350 @@
+r"""The forgetting certificate: how far a posterior is from retraining, estimated without retraining.
+
+For a posterior :math:`q` over the flat unconstrained vector :math:`z` and a target known up
+to its normaliser, :math:`\pi(z) = \tilde p(z)/Z`, draws :math:`z_s \sim q` give
+
+.. math::
+
+    \log w_s = \log\tilde p(z_s) - \log q(z_s), \qquad
+    \mathrm{KL}(q\,\|\,\pi) = \log Z - \mathbb E_q[\log w], \qquad Z = \mathbb E_q[w],
+
+    \widehat{\mathrm{KL}} = \log\Big(\frac1S\sum_s w_s\Big) - \frac1S\sum_s \log w_s \;\ge 0.
+
+Three targets, one estimator:
+
+* ``"retained"`` (the certificate): :math:`\tilde p(z) = p(\theta(z))\,p(D_r\mid\theta(z))
+  \,|\det\partial\theta/\partial z|`, the posterior retraining on :math:`D_r` would give,
+  from one likelihood pass over the retained data per draw and no refit;
+* ``"full"``: the same on all the data, :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))`, the
+  error of the fitted full-data posterior itself (computed by the fitters and carried on the
+  guide as ``guide.certificate``);
+* ``"step"`` (a diagnostic, not a certificate): :math:`\tilde p = q_D / p(D_e\mid\theta)`,
+  from the forget data alone. It cannot see the error of :math:`q_D` and, when the divided-out
+  target is far from the retrained posterior, it ranks methods no better than chance.
+
+The log-mean-exp errs low when the weights are heavy-tailed, so an unreliable estimate is a
+*lower bound* only and is reported without a standard error. It is reliable when the Pareto
+:math:`\hat k` of the weights is at most 1/2 (finite variance, so a central limit theorem
+and a standard error; PSIS's own threshold, 0.7, bounds where the *value* is still usable)
+and the estimate is no longer rising with :math:`S` (the estimate from the first
+:math:`S/10` draws is beside it). While reliable,
+its standard error is the delta method's, with influence :math:`\phi_s = w_s/\bar w - \log w_s`:
+:math:`\mathrm{se} = \mathrm{sd}(\phi)/\sqrt S`. The certificate covers only the directions
+the draws of :math:`q` explore: mass of the retrained posterior that :math:`q` never reaches
+shows up as a high :math:`\hat k`, never as a small KL.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+from pyro.distributions.transforms import biject_to
+
+from . import _checks, _rng
+from .errors import BadRequestError, UnsupportedPosteriorError
+from .gaussian import FlatGaussian
+from .guides import LatentSite
+from .handlers import retain
+from .importance import PARETO_K_THRESHOLD, UNIFORM_ESS, effective_sample_size, pareto_smooth
+from .masks import MaskLike
+from .model_eval import ModelEvaluator, forget_evaluator
+from .posteriors import GaussianView, PosteriorView, posterior_view
+
+SCOPES = ("retained", "full", "step")
+RISING = 3.0  # standard errors of the S/10 estimate by which the estimate may still grow
+#: weights with a Pareto tail index above 1/2 may have infinite variance: no central limit
+#: theorem, so no standard error (PSIS estimates stay usable up to 0.7, as lower bounds here)
+FINITE_VARIANCE_K = 0.5
+
+
+@dataclass
+class Certificate:
+    r"""An estimate of :math:`\mathrm{KL}(q\,\|\,\pi)`, with what makes it trustworthy or not.
+
+    Attributes
+    ----------
+    kl : float
+        The estimate (nats); a lower bound only when ``reliable`` is False.
+    scope : {"retained", "full", "step"}
+        The target: the retrained posterior, the full-data posterior, or the divided-out
+        target :math:`q_D/p(D_e\mid\theta)` (a diagnostic).
+    standard_error : float
+        Delta-method standard error while reliable; NaN otherwise.
+    pareto_k, ess : float
+        Pareto :math:`\hat k` and Kish effective sample size of the weights.
+    num_samples : int
+        Draws :math:`S`.
+    kl_at_tenth : float
+        The estimate from the first :math:`S/10` draws (a trend: it should not be far below).
+    reasons : list of str
+        Why the estimate is unreliable (empty when reliable).
+    posterior : str
+        What was certified: ``"gaussian"``, ``"flow"``, or ``"moment-matched draws"``.
+    full_data : Certificate or None
+        :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))` of the posterior unlearning started from,
+        when it was computed at fit time: how much of the distance :math:`q_D` brought.
+    """
+
+    kl: float
+    scope: str
+    standard_error: float
+    pareto_k: float
+    ess: float
+    num_samples: int
+    kl_at_tenth: float
+    reasons: list = field(default_factory=list)
+    posterior: str = "gaussian"
+    seconds: float = 0.0
+    full_data: Certificate | None = None
+
+    @property
+    def reliable(self) -> bool:
+        return not self.reasons
+
+    @property
+    def lower_bound(self) -> bool:
+        """True when ``kl`` can only be trusted as a lower bound (unreliable weights)."""
+        return not self.reliable
+
+    def to_dict(self) -> dict:
+        out = {
+            "kl": self.kl,
+            "scope": self.scope,
+            "standard_error": self.standard_error,
+            "pareto_k": self.pareto_k,
+            "ess": self.ess,
+            "num_samples": self.num_samples,
+            "kl_at_tenth": self.kl_at_tenth,
+            "reliable": self.reliable,
+            "reasons": list(self.reasons),
+            "posterior": self.posterior,
+            "seconds": self.seconds,
+        }
+        if self.full_data is not None:
+            out["full_data_kl"] = self.full_data.kl
+            out["full_data_reliable"] = self.full_data.reliable
+        return out
+
+    def summary(self) -> str:
+        """One line: the value with its standard error, or as a lower bound with the reason."""
+        what = {"retained": "KL to retraining", "full": "KL to the full-data posterior"}
+        label = what.get(self.scope, "KL to the divided-out target (a diagnostic)")
+        if self.reliable:
+            value = f"{self.kl:.3g} ± {self.standard_error:.2g} nats"
+        else:
+            value = f">= {self.kl:.3g} nats (a lower bound: {'; '.join(self.reasons)})"
+        extra = f", k-hat {self.pareto_k:.2f}, ESS {self.ess:.0f} of {self.num_samples}"
+        if self.full_data is not None:
+            extra += f"; q(theta|D) itself {self.full_data.kl:.3g} nats from p(theta|D)"
+        return f"{label}: {value}{extra}"
+
+    def __repr__(self) -> str:
+        return f"Certificate({self.summary()})"
+
+
+def certify(
+    posterior,
+    model,
+    *args,
+    forget_mask: MaskLike | None = None,
+    plate: str | int = "data",
+    full=None,
+    model_kwargs: dict | None = None,
+    num_samples: int = 10000,
+    seed: int = 0,
+    scope: str | None = None,
+) -> Certificate:
+    r"""Estimate how far ``posterior`` is from the posterior retraining would give.
+
+    Parameters
+    ----------
+    posterior
+        The posterior to certify: an ``UnlearnResult``, a Gaussian or flow guide, a
+        :class:`~pyro_unlearn.PosteriorView`, or weighted draws (certified through their
+        moment-matched Gaussian in the unconstrained space, and labelled so).
+    model, *args
+        The model and its data. With ``forget_mask`` the data are all the data and the
+        target is the retrained posterior (scope ``"retained"``); without it and without
+        ``full``, the target is the posterior on ``args`` as given (scope ``"full"`` when
+        they are all the data, or ``"retained"`` when they are the retained data: the maths
+        is the same). With ``full`` (:math:`q_D`), ``args`` are the forget data and the
+        target is :math:`q_D/p(D_e\mid\theta)` (scope ``"step"``, a diagnostic).
+    forget_mask, plate
+        The forget elements of plate ``plate`` (as for :func:`~pyro_unlearn.retrain`).
+    num_samples : int
+        Draws :math:`S` from ``posterior`` (one model evaluation each).
+    seed : int
+        Seed of the draws (the caller's RNG state is untouched).
+    scope : {"retained", "full"}, optional
+        The label when ``args`` are the data as given (no ``forget_mask``, no ``full``):
+        ``"full"`` (the default) or ``"retained"`` when ``args`` are the retained data.
+
+    Returns
+    -------
+    Certificate
+        Printed as one line; ``result.certificate`` is set too when ``posterior`` is an
+        ``UnlearnResult``.
+
+    Examples
+    --------
+    >>> import torch, pyro_unlearn as pu
+    >>> blr = pu.BayesianLinearRegression()
+    >>> X = torch.randn(50, 2, generator=torch.Generator().manual_seed(0))
+    >>> y = X @ torch.tensor([1.0, -1.0])
+    >>> exact = blr.posterior(X[5:], y[5:])  # retraining without the first five rows
+    >>> guide = pu.LaplaceGuide.from_precision(blr.model, exact.loc, exact.precision,
+    ...                                        model_args=(X, y))
+    >>> cert = pu.certify(guide, blr.model, X, y, forget_mask=torch.arange(50) < 5)
+    >>> cert.reliable, abs(round(cert.kl, 4))  # the exact retrained posterior: KL 0
+    (True, 0.0)
+    """
+    start = time.perf_counter()
+    _checks.count("num_samples", num_samples, minimum=20)
+    _checks.seed(seed)
+    if scope not in (None, "retained", "full"):
+        raise BadRequestError(f"scope must be 'retained' or 'full', got {scope!r}")
+    model_kwargs = dict(model_kwargs or {})
+    result = posterior if _is_result(posterior) else None
+    view, what = _density(posterior, model, args, model_kwargs, seed)
+    generator = _rng.generator(seed)
+    with torch.no_grad():
+        z = view.sample(num_samples, generator)
+        log_q = view.log_prob(z)
+        if full is not None:
+            scope = "step"
+            anchor = posterior_view(full)
+            _same_layout(view, anchor)
+            evaluator = forget_evaluator(
+                model,
+                args,
+                model_kwargs,
+                mask=forget_mask,
+                plate=plate if forget_mask is not None else None,
+            )
+            values = {site.name: site.constrain(z[:, site.slice]) for site in view.layout}
+            log_target = anchor.log_prob(z) - evaluator.log_likelihood(values)
+        else:
+            scope = "retained" if forget_mask is not None else (scope or "full")
+            target = model if forget_mask is None else retain(model, mask=forget_mask, plate=plate)
+            log_target = ModelEvaluator(target, args, model_kwargs).log_joint(view.layout, z)
+    log_w = (log_target - log_q).double()
+    if torch.isnan(log_w).any():
+        raise BadRequestError(
+            "the log weights have NaNs: the model's log density is undefined at draws of the "
+            "posterior (check that the data and the posterior belong to this model)"
+        )
+    kl, se = _estimate(log_w)
+    tenth = max(num_samples // 10, 2)
+    kl_tenth, se_tenth = _estimate(log_w[:tenth])
+    _, pareto_k = pareto_smooth(log_w)
+    reasons = []
+    ess = effective_sample_size(log_w)
+    uniform = ess >= UNIFORM_ESS * num_samples  # k-hat of a tail fitted to rounding noise
+    if not uniform and not (math.isfinite(pareto_k) and pareto_k <= FINITE_VARIANCE_K):
+        tail = "heavy" if pareto_k > PARETO_K_THRESHOLD else "possibly of infinite variance"
+        reasons.append(f"Pareto k = {pareto_k:.2f} > {FINITE_VARIANCE_K}: the weights are {tail}")
+    if math.isfinite(se_tenth) and kl - kl_tenth > RISING * max(se_tenth, 1e-12):
+        reasons.append(
+            f"still rising with S ({kl_tenth:.3g} at S/10, {kl:.3g} at S = {num_samples})"
+        )
+    if not math.isfinite(kl):
+        reasons.append("the estimate is not finite (draws outside the target's support)")
+    certificate = Certificate(
+        kl=kl,
+        scope=scope,
+        standard_error=se if not reasons else float("nan"),
+        pareto_k=pareto_k,
+        ess=ess,
+        num_samples=num_samples,
+        kl_at_tenth=kl_tenth,
+        reasons=reasons,
+        posterior=what,
+        seconds=time.perf_counter() - start,
+        full_data=_full_data_certificate(posterior) if scope != "full" else None,
+    )
+    if result is not None:
+        result.certificate = certificate
+    return certificate
+
+
+def _estimate(log_w: torch.Tensor) -> tuple[float, float]:
+    """``(KL-hat, delta-method se)`` from log weights: log-mean-exp minus the mean."""
+    num = len(log_w)
+    finite = log_w[torch.isfinite(log_w)]
+    if len(finite) < num:  # a draw outside the target's support: KL is infinite
+        return float("inf"), float("nan")
+    log_mean = float(log_w.logsumexp(0)) - math.log(num)
+    kl = log_mean - float(log_w.mean())
+    influence = (log_w - log_mean).exp() - log_w
+    return kl, float(influence.std() / math.sqrt(num))
+
+
+def _is_result(posterior) -> bool:
+    return hasattr(posterior, "guide") and hasattr(posterior, "method")
+
+
+def _full_data_certificate(posterior):
+    """The full-data certificate of the posterior unlearning started from, if it was made."""
+    if _is_result(posterior):
+        return posterior.diagnostics.get("full_data_certificate")
+    return None
+
+
+def _density(posterior, model, args, model_kwargs, seed) -> tuple[PosteriorView, str]:
+    """The posterior as a view with a density: weighted draws through their moment-matched
+    Gaussian over the unconstrained sites (labelled as such)."""
+    if _is_result(posterior):
+        posterior = posterior.guide if posterior.network is None else posterior.network
+    if isinstance(posterior, torch.nn.Module) and not hasattr(posterior, "prototype_trace"):
+        raise UnsupportedPosteriorError(
+            "a trained network is a point estimate: the certificate needs a posterior with "
+            "spread (a guide or weighted draws)"
+        )
+    view = posterior_view(posterior)
+    if view.has_density:
+        return view, view.kind
+    draws = view.samples  # with their weights: the weighted moments, no resampling noise
+    evaluator = ModelEvaluator(model, args, model_kwargs)
+    evaluator.structure(dict(draws))
+    layout, columns, offset = [], [], 0
+    for name in evaluator.latent_sites():
+        value = draws[name]
+        support = evaluator.structure_of(name).support
+        unconstrained = biject_to(support).inv(value)
+        size = unconstrained[0].numel()
+        layout.append(
+            LatentSite(
+                name=name,
+                support=support,
+                shape=value.shape[1:],
+                unconstrained_shape=unconstrained.shape[1:],
+                event_dim=unconstrained.dim() - 1,
+                offset=offset,
+                size=size,
+                plates=(),
+            )
+        )
+        columns.append(unconstrained.reshape(len(unconstrained), -1))
+        offset += size
+    flat = torch.cat(columns, dim=-1)
+    weights = (view.log_weights - view.log_weights.logsumexp(0)).exp().to(flat.dtype)
+    weights = weights.unsqueeze(-1)
+    mean = (weights * flat).sum(0)
+    centred = flat - mean
+    cov = (weights * centred).T @ centred / (1 - weights.pow(2).sum())
+    precision = torch.linalg.inv((cov + cov.T) / 2)
+    gaussian = FlatGaussian(mean, precision=(precision + precision.T) / 2)
+    return GaussianView(gaussian, layout, posterior), "moment-matched draws"
+
+
+def _same_layout(view: PosteriorView, other: PosteriorView) -> None:
+    ours = [(s.name, s.size) for s in view.layout]
+    theirs = [(s.name, s.size) for s in other.layout]
+    if ours != theirs:
+        raise BadRequestError(
+            f"full= has latent sites {theirs} but the posterior has {ours}: pass the "
+            "full-data posterior this one was unlearned from"
+        )
