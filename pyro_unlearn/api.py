@@ -161,6 +161,11 @@ def unlearn(
         :class:`~pyro_unlearn.RepeatedDeletionError` before any work is done.
     **options
         Passed to the method (e.g. ``hessian="ggn"``, ``psd="clip"`` for Laplace).
+        ``lam="certified"`` (eubo, rkl, smc) runs the method at every lambda of
+        :data:`CERTIFIED_LAMS` and keeps the result the certificate
+        (:func:`~pyro_unlearn.certify`) puts closest to retraining; it needs the retained
+        data, from ``mask``/``plate`` (masked mode) or ``retained=(retained data args,)``, and
+        sets ``result.certificate`` and ``diagnostics["lam_search"]``.
     """
     if method not in METHODS:
         raise BadRequestError(

@@ -53,7 +53,6 @@ from .masks import MaskLike
 from .model_eval import ModelEvaluator, forget_evaluator
 from .posteriors import GaussianView, PosteriorView, posterior_view
 
-SCOPES = ("retained", "full", "step")
 RISING = 3.0  # standard errors of the S/10 estimate by which the estimate may still grow
 #: weights with a Pareto tail index above 1/2 may have infinite variance: no central limit
 #: theorem, so no standard error (PSIS estimates stay usable up to 0.7, as lower bounds here)
@@ -83,6 +82,8 @@ class Certificate:
         Why the estimate is unreliable (empty when reliable).
     posterior : str
         What was certified: ``"gaussian"``, ``"flow"``, or ``"moment-matched draws"``.
+    seconds : float
+        Wall time of the estimate.
     full_data : Certificate or None
         :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))` of the posterior unlearning started from,
         when it was computed at fit time: how much of the distance :math:`q_D` brought.
