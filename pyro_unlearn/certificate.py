@@ -110,25 +110,6 @@ class Certificate:
         """True when ``kl`` can only be trusted as a lower bound (unreliable weights)."""
         return not self.reliable
 
-    def to_dict(self) -> dict:
-        out = {
-            "kl": self.kl,
-            "scope": self.scope,
-            "standard_error": self.standard_error,
-            "pareto_k": self.pareto_k,
-            "ess": self.ess,
-            "num_samples": self.num_samples,
-            "kl_at_tenth": self.kl_at_tenth,
-            "reliable": self.reliable,
-            "reasons": list(self.reasons),
-            "posterior": self.posterior,
-            "seconds": self.seconds,
-        }
-        if self.full_data is not None:
-            out["full_data_kl"] = self.full_data.kl
-            out["full_data_reliable"] = self.full_data.reliable
-        return out
-
     def summary(self) -> str:
         """One line: the value with its standard error, or as a lower bound with the reason."""
         what = {"retained": "KL to retraining", "full": "KL to the full-data posterior"}

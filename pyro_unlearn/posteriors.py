@@ -13,6 +13,7 @@ built from it never moves the caller's guide.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -107,14 +108,6 @@ def log_density_max(
         if value == value:  # not NaN
             best = max(best, value)
     return best
-
-
-def flat_posterior(guide) -> dist.Distribution:
-    r""":math:`q(z\mid D)` over the flat unconstrained vector, frozen: a flow or a Gaussian."""
-    if is_flow(guide):
-        return flow_posterior(guide)
-    g = flat_gaussian(guide)
-    return dist.MultivariateNormal(g.loc, scale_tril=g.cholesky())
 
 
 @dataclass
@@ -390,7 +383,7 @@ def posterior_view(posterior) -> PosteriorView:
         samples = {k: torch.as_tensor(v) for k, v in samples.items()}
         num = len(next(iter(samples.values())))
         first = next(iter(samples.values()))
-        log_w = torch.full((num,), -float(torch.log(torch.tensor(float(num)))), dtype=first.dtype)
+        log_w = torch.full((num,), -math.log(num), dtype=first.dtype)
         return DrawsView(samples, log_w, posterior)
     check_fitted(posterior)
     if is_flow(posterior):

@@ -38,7 +38,7 @@ from ..diagnostics.compare import predictive_kl
 from ..diagnostics.metrics import energy_distance, gap_closed, moment_matched
 from ..fit import fit_flow, fit_laplace
 from ..models import BayesianLogisticRegression
-from ..posteriors import flat_posterior
+from ..posteriors import posterior_view
 from ..references.retrain import retrain
 from . import format_notes
 
@@ -112,7 +112,7 @@ def _draws(posterior, num: int = 4000, seed: int = 0) -> torch.Tensor:
         return posterior.flat("w")
     with torch.random.fork_rng(), torch.no_grad():
         torch.manual_seed(seed)
-        return flat_posterior(posterior).sample((num,))
+        return posterior_view(posterior).distribution.sample((num,))
 
 
 class _Scorer:
