@@ -39,6 +39,7 @@ from .infer import EUBO, RKL
 from .ledger import ForgetLedger, RepeatedDeletionError
 from .methods import laplace_unlearn
 from .methods.laplace import NotPositiveDefiniteError
+from .model_eval import MissingLatentError, ModelEvaluationError
 from .models import BayesianLogisticRegression
 from .options import Family, Method, OnUnreliable
 from .posteriors import PosteriorView, WeightedSamples, posterior_view
@@ -107,4 +108,6 @@ __all__ = [
     "NotPositiveDefiniteError",
     "GuideNotFittedError",
     "RepeatedDeletionError",
+    "ModelEvaluationError",
+    "MissingLatentError",
 ]

@@ -56,7 +56,7 @@ ACCEPTS: dict[str, tuple[str, ...]] = {
     "rkl": ("gaussian", "flow"),
     "smc": ("gaussian", "flow"),
     "psis": ("draws",),
-    **{name: ("network",) for name in ("pbu", "jit", "neggrad", "ssd", "instance")},
+    **{name: ("network",) for name in CLASSIFIER_METHODS},
 }
 
 _KIND_NAMES = {
@@ -146,8 +146,9 @@ def unlearn(
         :func:`~pyro_unlearn.rkl_unlearn`) for Gaussian and flow guides; ``"smc"``
         (:func:`~pyro_unlearn.smc_unlearn`) for Gaussian and flow guides, in adaptive steps;
         ``"psis"`` (:func:`~pyro_unlearn.psis_unlearn`) for posterior draws; ``"pbu"``, ``"jit"``,
-        ``"neggrad"``, ``"ssd"``, ``"instance"`` (:mod:`pyro_unlearn.classifiers`) for a trained torch
-        classifier passed as ``guide``.
+        ``"neggrad"``, ``"ssd"``, ``"instance"``, ``"salun"``, ``"scrub"``, ``"l1_sparse"``
+        (:mod:`pyro_unlearn.classifiers`) for a trained torch classifier passed as ``guide``
+        (the last three take the retained data as ``x_retain=``, ``y_retain=``).
     mask, plate, sites
         Select the forget elements, as in :func:`~pyro_unlearn.forget`.
     model_kwargs : dict, optional

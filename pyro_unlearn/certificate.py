@@ -186,6 +186,7 @@ def certify(
     start = time.perf_counter()
     _checks.count("num_samples", num_samples, minimum=20)
     _checks.seed(seed)
+    _checks.finite_data(args, model_kwargs)
     if scope not in (None, "retained", "full"):
         raise BadRequestError(f"scope must be 'retained' or 'full', got {scope!r}")
     model_kwargs = dict(model_kwargs or {})

@@ -327,7 +327,7 @@ def run_bench(out: Path, suite: str, seeds: list[int], quick: bool) -> dict:
         results["bayes"] = [bayes.run(seed=seed, quick=quick) for seed in seeds]
         sections += ["## Bayesian unlearning", ""] + [bayes.markdown(r) for r in results["bayes"]]
     if suite in ("classifiers", "all"):
-        results["classifiers"] = classifiers.run(seeds=seeds[:1] if quick else seeds)
+        results["classifiers"] = classifiers.run(quick=quick, seeds=tuple(seeds))
         sections += ["## Classifier unlearning", "", classifiers.markdown(results["classifiers"])]
     if suite in ("banknote", "all"):
         if not banknote.DATA.exists():

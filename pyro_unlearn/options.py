@@ -37,6 +37,9 @@ class Method(_Option):
     NEGGRAD = "neggrad"  #: gradient ascent on the forget set
     SSD = "ssd"  #: selective synaptic dampening
     INSTANCE = "instance"  #: instance-wise unlearning with adversarial examples
+    SALUN = "salun"  #: saliency-masked random-label fine-tuning
+    SCRUB = "scrub"  #: teacher-student distillation, away on the forget set
+    L1_SPARSE = "l1_sparse"  #: fine-tuning on the retained data with an l1 penalty
 
 
 class OnUnreliable(_Option):
@@ -84,6 +87,13 @@ class Start(_Option):
 
     FULL = "full"  #: the old posterior
     LAPLACE = "laplace"  #: the one-step Laplace unlearning solution
+
+
+class Variant(_Option):
+    """A classifier method as the library runs it, or as its authors' code does."""
+
+    LIBRARY = "library"  #: the library's defaults (documented per method, with the difference)
+    AUTHORS = "authors"  #: the authors' published code, step for step
 
 
 def choose(option: type[_Option], value, name: str) -> _Option:

@@ -5,6 +5,8 @@ from sklearn.datasets import load_diabetes
 
 import pyro_unlearn as pu
 
+pytest_plugins = ["classifier_fixtures"]  # tiny, trained, float32 (tests/classifier_fixtures.py)
+
 torch.set_num_threads(1)  # tiny models: intra-op threading only slows them down here
 
 N_FORGET = 40

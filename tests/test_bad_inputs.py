@@ -1051,6 +1051,49 @@ def api_cases() -> list[Case]:
             TypeError,
             "cannot draw from a posterior of type str",
         ),
+        # ---------------------------------------------------------------- certify
+        C(
+            "certify unknown scope",
+            lambda s: pu.certify(s.guide, s.model, s.X, s.y, scope="all"),
+            pu.BadRequestError,
+            "scope must be 'retained' or 'full'",
+        ),
+        C(
+            "certify too few draws",
+            lambda s: pu.certify(s.guide, s.model, s.X, s.y, num_samples=5),
+            pu.BadRequestError,
+            "num_samples must be an integer >= 20",
+        ),
+        C(
+            "certify negative seed",
+            lambda s: pu.certify(s.guide, s.model, s.X, s.y, seed=-1),
+            pu.BadRequestError,
+            "seed",
+        ),
+        C(
+            "certify NaN data",
+            lambda s: pu.certify(s.guide, s.model, s.X, _nan(s.y)),
+            pu.BadRequestError,
+            "non-finite",
+        ),
+        C(
+            "certify mask of wrong length",
+            lambda s: pu.certify(s.guide, s.model, s.X, s.y, forget_mask=s.mask[:29]),
+            pu.ModelEvaluationError,
+            "length 29 but the plate has size 30",
+        ),
+        C(
+            "certify a network",
+            lambda s: pu.certify(s.net, s.model, s.X, s.y),
+            pu.UnsupportedPosteriorError,
+            "point estimate",
+        ),
+        C(
+            "certify a posterior of another model",
+            lambda s: pu.certify(s.guide, local_model, s.X, s.y),
+            pu.MissingLatentError,
+            "does not hold",
+        ),
         # ---------------------------------------------------------------- classifiers
         C(
             "pbu label out of range",
@@ -1119,6 +1162,54 @@ def api_cases() -> list[Case]:
             lambda s: unn.jit(s.net, [1.0, 2.0]),
             pu.BadRequestError,
             "x_forget must be a non-empty tensor",
+        ),
+        C(
+            "jit unknown variant",
+            lambda s: unn.jit(s.net, s.xc, variant="paper"),
+            pu.BadRequestError,
+            r"variant must be one of \('library', 'authors'\)",
+        ),
+        C(
+            "instance_unlearn unknown variant",
+            lambda s: unn.instance_unlearn(s.net, s.xc, s.yc, variant="paper"),
+            pu.BadRequestError,
+            "variant must be one of",
+        ),
+        C(
+            "salun retained labels out of range",
+            lambda s: unn.salun(s.net, s.xc[:4], s.yc[:4], s.xc, s.yc + 3),
+            pu.BadRequestError,
+            "y_retain holds labels",
+        ),
+        C(
+            "salun sparsity 1",
+            lambda s: unn.salun(s.net, s.xc[:4], s.yc[:4], s.xc, s.yc, sparsity=1.0),
+            ValueError,
+            "sparsity must be in",
+        ),
+        C(
+            "scrub empty retained set",
+            lambda s: unn.scrub(s.net, s.xc[:4], s.yc[:4], s.xc[:0], s.yc[:0]),
+            pu.BadRequestError,
+            "x_retain must be a non-empty tensor",
+        ),
+        C(
+            "scrub more max epochs than epochs",
+            lambda s: unn.scrub(s.net, s.xc[:4], s.yc[:4], s.xc, s.yc, epochs=1, max_epochs=2),
+            ValueError,
+            "max_epochs",
+        ),
+        C(
+            "l1_sparse NaN retained inputs",
+            lambda s: unn.l1_sparse(s.net, _nan(s.xc), s.yc),
+            pu.BadRequestError,
+            "x_retain holds non-finite",
+        ),
+        C(
+            "salun through unlearn without the retained data",
+            lambda s: pu.unlearn(unn.ClassifierModel(s.net), s.net, s.xc, s.yc, method="salun"),
+            pu.BadRequestError,
+            "x_retain",
         ),
         C(
             "ssd empty forget set",

@@ -56,22 +56,26 @@ def test_bench_quick_writes_tables(tmp_path, monkeypatch):
     assert main(["bench", "--quick", "--suite", "all", "--seeds", "0", "--out", str(tmp_path)]) == 0
     assert "skipped: no data" in (tmp_path / "bench.md").read_text()
     results = json.loads((tmp_path / "bench.json").read_text())
-    summary = results["classifiers"]["class"]["summary"]
-    assert {"retrain", "pbu", "jit", "neggrad", "ssd", "finetune (D_r, 2 epochs)"} <= set(summary)
-    assert set(summary["pbu"]) >= {
+    cells = results["classifiers"]["cells"]
+    assert {c["scenario"] for c in cells} == {"class", "random10", "instances", "sequence"}
+    rows = cells[0]["rows"]
+    assert {"retrain", "pbu", "jit", "neggrad", "ssd", "salun", "scrub", "l1_sparse"} <= set(rows)
+    assert set(rows["pbu"]) >= {
         "forget_acc",
         "retain_acc",
         "test_acc",
         "mia",
         "js_to_retrain",
         "speedup",
+        "retain_gap",
+        "meets_targets",
     }
     blocks = results["bayes"][0]["blocks"]
     assert len(blocks) == 2
     for rows in blocks.values():
         assert {"do nothing", "eubo (default: natural, 1 step)"} <= {r["method"] for r in rows}
     report = (tmp_path / "bench.md").read_text()
-    assert "| method | seconds | KL(q ‖ ref) |" in report and "| method | forget_acc |" in report
+    assert "| method | seconds | KL(q ‖ ref) |" in report and "| method | reads |" in report
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ something about its result that a broken function would not give.
 import math
 
 import matplotlib
+import numpy as np
 import pyro
 import pyro.distributions as dist
 import pytest
@@ -389,6 +390,23 @@ CALLS = {
         lambda c: unn.accuracy(c["net"], c["xc"], c["yc"]),
         lambda r: 0 <= r <= 1,
     ),
+    "classifiers.batch_output_importance": (
+        lambda c: unn.batch_output_importance(c["net"], c["xc"][:8]),
+        lambda r: all((v >= 0).all() for v in r.values()),
+    ),
+    "classifiers.bucket_points": (
+        lambda c: unn.bucket_points([0.1, 0.7]),
+        lambda r: r.tolist() == [1.0, 0.5],
+    ),
+    "classifiers.challenge_score": (
+        lambda c: unn.challenge_score(
+            [c["net"], c["net"]],
+            [c["net"], c["net"]],
+            *(c["xc"][:5], c["yc"][:5], c["xc"][5:], c["yc"][5:], c["xc"], c["yc"]),
+            bootstrap=3,
+        ),
+        lambda r: r["num_models"] == 2 and r["retain_ratio"] == 1.0 and 0 < r["score"] <= 1,
+    ),
     "classifiers.continual": (
         lambda c: unn.continual(
             unn.neggrad,
@@ -435,11 +453,23 @@ CALLS = {
         lambda c: unn.diagonal_fisher(c["net"], c["xc"][:8]),
         lambda r: all((v >= 0).all() for v in r.values()),
     ),
+    "classifiers.distillation_divergence": (
+        lambda c: unn.distillation_divergence(c["net"](c["xc"]), c["net"](c["xc"]), 4.0).detach(),
+        lambda r: abs(float(r)) < 1e-6,
+    ),
     "classifiers.finetune": (
         lambda c: unn.finetune(c["net"], c["xc"], c["yc"], epochs=1) is not c["net"],
         lambda r: r is True,
     ),
+    "classifiers.forgetting_epsilon": (
+        lambda c: unn.forgetting_epsilon(np.zeros((4, 3)), np.ones((4, 3))),
+        lambda r: r.shape == (3,) and bool((r > 0).all()),
+    ),
     "classifiers.jit": (lambda c: unn.jit(c["net"], c["xc"][:4]), lambda r: r is not None),
+    "classifiers.l1_sparse": (
+        lambda c: unn.l1_sparse(c["net"], c["xc"], c["yc"], epochs=1),
+        lambda r: r[1]["steps"] == 1,
+    ),
     "classifiers.js_divergence": (
         lambda c: unn.js_divergence(c["net"], c["net"], c["xc"]),
         lambda r: abs(r) < 1e-6,
@@ -495,6 +525,10 @@ CALLS = {
         lambda c: unn.per_sample(c["net"], c["xc"], c["yc"]),
         lambda r: len(r) > 0,
     ),
+    "classifiers.random_other_labels": (
+        lambda c: bool((unn.random_other_labels(c["yc"], 10, torch.Generator()) != c["yc"]).all()),
+        lambda r: r is True,
+    ),
     "classifiers.retrain": (
         lambda c: unn.retrain(lambda: unn.mlp(hidden=(8,)), c["xc"], c["yc"], epochs=1),
         lambda r: isinstance(r, torch.nn.Module),
@@ -502,6 +536,16 @@ CALLS = {
     "classifiers.runner_up_labels": (
         lambda c: bool((unn.runner_up_labels(c["net"], c["xc"], c["yc"]) != c["yc"]).all()),
         lambda r: r is True,
+    ),
+    "classifiers.salun": (
+        lambda c: unn.salun(c["net"], c["xc"][:4], c["yc"][:4], c["xc"][4:], c["yc"][4:], epochs=1),
+        lambda r: r[1]["frozen"] > 0,
+    ),
+    "classifiers.scrub": (
+        lambda c: unn.scrub(
+            c["net"], c["xc"][:4], c["yc"][:4], c["xc"][4:], c["yc"][4:], epochs=1, max_epochs=1
+        ),
+        lambda r: r[1]["steps"] == 2,
     ),
     "classifiers.small_cnn": (
         lambda c: unn.small_cnn()(c["xc"][:2]),
@@ -514,6 +558,10 @@ CALLS = {
     "classifiers.train": (
         lambda c: unn.train(unn.mlp(hidden=(8,)), c["xc"], c["yc"], epochs=1),
         lambda r: isinstance(r, torch.nn.Module),
+    ),
+    "classifiers.weight_saliency": (
+        lambda c: unn.weight_saliency(c["net"], c["xc"][:4], c["yc"][:4]),
+        lambda r: all(set(m.unique().tolist()) <= {0.0, 1.0} for m in r.values()),
     ),
     "classifiers.ulira": (
         lambda c: unn.ulira(

@@ -4,45 +4,52 @@ import nbformat as nbf
 
 md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
 cells = [
-    md("""# Unlearning a neural classifier: PBU, JiT, instance-wise and continual requests
+    md("""# Unlearning a neural classifier: one setting, then the grid
 
-A small MLP on scikit-learn's digits (1797 images of 8×8 pixels) trains in about a second, so
-every method can be compared with the gold standard, a network retrained from scratch without
-the forgotten data. The metrics (forget / retain / test accuracy, a membership-inference
-attack, the JS divergence of the predictions to the retrained network) are always read
-*against the retrained network's values*, not against 0: a forget accuracy far below
-retraining's is itself a signal an attacker can use.
+A small MLP on scikit-learn's digits (1797 images of 8×8 pixels) trains in under a second,
+so every method can be compared with the gold standard, a network retrained from scratch
+without the forgotten data. The metrics (forget / retain / test accuracy, a
+membership-inference attack, the speed-up) are read *against the retrained network's
+values*, not against 0: a forget accuracy far below retraining's is itself a signal an
+attacker can use.
 
-`PYRO_UNLEARN_QUICK=1` runs it with one seed and fewer epochs."""),
-    code("""import os
+Section 1 runs the methods on one setting, as a user would. It is an illustration, not
+evidence: what a method does on one class of one network says little about the next
+(section 2 shows by how much). Every claim here comes from the benchmark's grid, read in
+section 2 from `pyro_unlearn/bench/results_classifiers.json`.
+
+`PYRO_UNLEARN_QUICK=1` runs it with fewer epochs."""),
+    code("""import json
+import os
+import time
 
 import pandas as pd
 import torch
 
 import pyro_unlearn as pu
 from pyro_unlearn import classifiers as unn
+from pyro_unlearn.bench import classifiers as grid
 from pyro_unlearn.datasets import digits
 
 QUICK = os.environ.get("PYRO_UNLEARN_QUICK") == "1"
 torch.set_num_threads(1)
-torch.manual_seed(0)
 
-data = digits(seed=0)
+data = digits(seed=1)
 x, y, x_test, y_test = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
 EPOCHS = 10 if QUICK else 30
-net = unn.train(unn.mlp(), x, y, epochs=EPOCHS)
+net = unn.retrain(unn.mlp, x, y, epochs=EPOCHS, seed=1)
 print(f"test accuracy of the trained MLP: {unn.accuracy(net, x_test, y_test):.3f}")"""),
-    md("""## 1. Forgetting a whole class (the digit 3)
+    md("""## 1. One setting: the digit 7 forgotten from the MLP
 
-The retrained network is the target. Each method sees only the forget set (and the trained
-network); SSD also reads the training inputs' importances, as its authors do."""),
-    code("""import time
-
-forget = y == 3
+Each method sees the trained network and the data its row in `docs/classifiers.md` says it
+reads: SalUn and SCRUB the forget set and the retained data, ℓ1-sparse the retained data
+only, the others the forget set alone."""),
+    code("""forget = y == 7
 x_f, y_f, x_r, y_r = x[forget], y[forget], x[~forget], y[~forget]
 start = time.perf_counter()
-retrained = unn.retrain(unn.mlp, x_r, y_r, epochs=EPOCHS)
+retrained = unn.retrain(unn.mlp, x_r, y_r, epochs=EPOCHS, seed=101)
 retrain_seconds = time.perf_counter() - start
+others = y_test != 7
 
 
 def row(name, model, seconds):
@@ -50,20 +57,20 @@ def row(name, model, seconds):
         "method": name,
         "forget acc": unn.accuracy(model, x_f, y_f),
         "retain acc": unn.accuracy(model, x_r, y_r),
-        "test acc (no 3s)": unn.accuracy(model, x_test[y_test != 3], y_test[y_test != 3]),
+        "test acc (no 7s)": unn.accuracy(model, x_test[others], y_test[others]),
         "MIA (forget vs test)": unn.membership_attack(model, x_f, y_f, x_test, y_test),
-        "JS to retrain": unn.js_divergence(model, retrained, x_test),
         "speed-up": retrain_seconds / seconds if seconds else float("nan"),
     }
 
 
 rows = [row("original", net, 0.0), row("retrain (gold)", retrained, retrain_seconds)]
 for name, method in [
+    ("SalUn", lambda: unn.salun(net, x_f, y_f, x_r, y_r)),
+    ("l1-sparse", lambda: unn.l1_sparse(net, x_r, y_r)),
+    ("SCRUB (authors' settings)", lambda: unn.scrub(net, x_f, y_f, x_r, y_r)),
     ("PBU", lambda: unn.pbu(net, x_f, y_f)),
-    ("NegGrad", lambda: unn.neggrad(net, x_f, y_f)),
-    ("JiT (defaults)", lambda: unn.jit(net, x_f)),
-    ("SSD", lambda: unn.ssd(net, x_f, y_f, x, y)),
-    ("instance-wise", lambda: unn.instance_unlearn(net, x_f, y_f, num_adversarial=5)),
+    ("JiT", lambda: unn.jit(net, x_f)),
+    ("JiT (authors' code)", lambda: unn.jit(net, x_f, variant="authors")),
     (
         "instance-wise, CE to runner-up",
         lambda: unn.instance_unlearn(
@@ -80,83 +87,144 @@ for name, method in [
     model, info = method()
     rows.append(row(name, model, time.perf_counter() - start))
 pd.DataFrame(rows).set_index("method").round(3)"""),
-    md("""PBU is the general mechanism with a Delta guide: the forget term with weight −α, and a
-Gaussian anchor N(θ*, (2βF + 2γI)⁻¹) with F the diagonal Fisher of the forget data. Its loss
-is checked against the direct formula in `tests/classifiers/test_classifiers.py`; here is the anchor it uses:"""),
-    code("""fisher = unn.diagonal_fisher(net, x_f)
-anchor = unn.pbu_anchor(net, fisher, beta=100.0, gamma=40.0)
-name = next(iter(anchor))
-print(name, "anchor scale (first 5):", anchor[name].base_dist.scale.reshape(-1)[:5])"""),
-    md("""## 2. Continual requests with the ledger
+    md("""The same calls go through `pu.unlearn(unn.ClassifierModel(net), net, x_f, y_f,
+method="salun", x_retain=x_r, y_retain=y_r)`; the result's `network` is the new network.
+
+## 2. The grid: what holds beyond one setting
+
+`python -m pyro_unlearn.bench.classifiers` runs every method on 90 whole-class cells (10
+classes × 3 seeds × the MLP, the small CNN and a wide MLP whose retraining takes about 5 s)
+and on random 1% / 10%, five single images and five single-image requests in a row. A cell
+meets the full-class targets when forget accuracy ≤ 0.02, retain and test accuracy are
+within 0.02 of retraining's, the membership attack within 0.05, and the method is ≥ 10×
+faster. The committed results:"""),
+    code("""with open("pyro_unlearn/bench/results_classifiers.json") as handle:
+    cells = json.load(handle)["cells"]
+summary = grid.summarise(cells)
+share = pd.DataFrame(
+    {
+        network: {
+            method: entry["share_meeting_targets"]
+            for method, entry in summary[f"class / {network}"].items()
+        }
+        for network in ("mlp", "cnn", "wide")
+    }
+)
+share.drop(index="retrain").style.format("{:.0%}")"""),
+    md("""Medians hide the cells a user will meet on a bad day, so here are the worst cells of
+each gap to retraining over all 90 class cells, with the median speed-up on each network:"""),
+    code("""everything = summary["class / all"]
+worst = pd.DataFrame(
+    {
+        method: {
+            "forget acc (worst)": entry["forget_acc"]["worst"],
+            "retain gap (worst)": entry["retain_gap"]["worst"],
+            "test gap (worst)": entry["test_gap"]["worst"],
+            "MIA gap (worst)": entry["mia_gap"]["worst"],
+            **{  # a method rerun on some networks only has no entry on the others
+                f"speed-up {network} (median)": summary[f"class / {network}"]
+                .get(method, {"speedup": {"median": float("nan")}})["speedup"]["median"]
+                for network in ("mlp", "cnn", "wide")
+            },
+        }
+        for method, entry in everything.items()
+        if method not in ("retrain", "original")
+    }
+).T
+worst.round(3)"""),
+    md("""- No method meets every full-class target in 90% of the class cells. On the wide MLP,
+  ℓ1-sparse does in 28 of 30 (its misses: 9.9× and a test gap of −0.022); on the small MLP
+  and the CNN three epochs on the retained data do not forget the class.
+- SalUn is the most accurate everywhere (forget accuracy ≤ 0.007, retain gap ≥ −0.029,
+  attack within 0.024 of retraining in all 90 cells) but only 5.5–7× faster than
+  retraining the small networks.
+- The instance-wise runner-up recipe, measured once on class 3 of the MLP as meeting every
+  target, meets them in 37% of the MLP's cells and none of the CNN's.
+
+Random forgetting is a different problem: the retrained network still classifies 97% of a
+random 10% correctly, so a method should leave them about as well classified as unseen
+data. Share of cells within 0.02 of retraining's forget and retain accuracy:"""),
+    code("""pd.DataFrame(
+    {
+        scenario: {
+            method: entry["share_meeting_targets"]
+            for method, entry in summary[f"{scenario} / all"].items()
+        }
+        for scenario in ("random1", "random10", "instances", "sequence")
+    }
+).drop(index="retrain").style.format("{:.0%}")"""),
+    md("""Doing nothing passes these targets in 44% of the random-10% cells, so they separate
+only the methods that damage the network: those that drive the forgotten images to
+misclassification (NegGrad, PBU, SSD, the runner-up recipe) lose up to 0.5–0.8 of retain
+accuracy over five requests in a row.
+
+## 3. Requests in a row, through the ledger
 
 Requests arrive one after another; each is honoured from the previous network, the ledger
 refuses a repeated deletion before any work is done, and every step's metrics are kept.
-First the class 3 deleted in five requests (a user's records arriving in batches):"""),
-    code("""class_requests = list(forget.nonzero().flatten().tensor_split(5))
+Here five single images, one request each, with PBU stopped at the network's held-out
+accuracy (what a retrained network keeps on data it never saw):"""),
+    code("""held_out = unn.accuracy(net, x_test, y_test)
+generator = torch.Generator().manual_seed(1)
+requests = [i.reshape(1) for i in torch.randperm(len(y), generator=generator)[:5]]
 current, ledger, steps = unn.continual(
-    unn.instance_unlearn,
+    unn.pbu,
     net,
     x,
     y,
-    class_requests,
+    requests,
     pu.ForgetLedger(len(y)),
     x_test,
     y_test,
-    num_adversarial=5,
+    target_forget_accuracy=held_out,
 )
-pd.DataFrame(steps).round(3)"""),
-    md("""Random single images are a different problem from a class: the retrained network still
-classifies most of them correctly, so driving their accuracy to 0 (instance-wise
-unlearning's stopping rule) is both destructive and a signal for an attacker. PBU is
-stopped at 80% instead."""),
-    code("""generator = torch.Generator().manual_seed(1)
-ids = torch.randperm(len(y), generator=generator)
-requests = [ids[5 * k : 5 * k + 5] for k in range(5)]  # five requests of five images
-for name, method, options in [
-    ("instance-wise", unn.instance_unlearn, {"num_adversarial": 5}),
-    ("PBU, stopped at 80% forget accuracy", unn.pbu, {"target_forget_accuracy": 0.8}),
-]:
-    ledger, current, rows = pu.ForgetLedger(len(y)), net, []
-    for request in requests:  # one at a time, so that a runaway request shows where it failed
-        try:
-            current, ledger, steps = unn.continual(
-                method, current, x, y, [request], ledger, x_test, y_test, **options
-            )
-        except pu.UnlearningDivergedError as error:  # the ledger keeps only what succeeded
-            rows.append({"forgotten": len(ledger.forgotten) + len(request), "diverged": str(error)[:48]})
-            break
-        rows += steps
-    print(name)
-    print(pd.DataFrame(rows).round(3), end="\\n\\n")
+print(pd.DataFrame(steps).round(3))
 try:
-    unn.continual(unn.instance_unlearn, current, x, y, [requests[0]], ledger)
+    unn.continual(unn.pbu, current, x, y, [requests[0]], ledger)
 except pu.RepeatedDeletionError as error:
     print("refused:", str(error)[:100])"""),
-    md("""## What the papers claimed, what we measured
+    md("""With one image per request, "forget accuracy at most the held-out accuracy" can only
+mean misclassifying the image: the rule cannot say "as confident as on unseen data", and
+the network pays for it on the retained data. Over the grid's five-requests-in-a-row cells
+PBU loses a median 0.21 of retain accuracy (worst 0.51), while SalUn, SCRUB and ℓ1-sparse,
+which also read the retained data, stay within 0.02 of retraining in every cell.
 
-- *PBU* (Panda, Sourav & Prathosh, 2024) reports forgetting a class with retain accuracy close
-  to the original. Measured here (3 seeds, `pyro-unlearn bench --suite classifiers`): forget
-  accuracy 0 and a membership attack within 0.04 of retraining at 25× its speed, but 7
-  points of retain accuracy lost (our target was 2). The authors' γ = 4000 cancelled the
-  ascent entirely on digits; the default here is γ = 40.
-- *JiT* (Foster et al., 2024) reports zero-shot forgetting by Lipschitz smoothing. At its
-  published defaults (σ = 0.5, lr 3e-4, one pass) it did not remove a class here; larger steps
-  collapsed retain accuracy.
-- *Instance-wise unlearning* (Cha et al., 2024) reports that adversarial examples and weight
-  importance keep the other classes intact while instances are forgotten. For the whole class
-  3 its default (−CE) forgot the class and kept more retain accuracy than PBU or NegGrad,
-  though still below retraining. In its relabelling mode, with each image relabelled as the
-  class the network ranks second (`unn.runner_up_labels`), it stays close to retraining:
-  over 3 seeds in the benchmark, retain and test accuracy within 2 points, the membership
-  attack within 0.05, 13× faster than retraining. −CE raises every other class's logit on
-  the forgotten images; CE to one label stops once that label wins. With the class deleted
-  in five requests (section 2), the default forgot it with the first request (the later ones
-  needed 4, then 0 steps). On five requests of five random images its stopping rule, forget accuracy 0, is out of reach without damage: each forget sample weighs as much
-  as one adversarial example (the authors' weighting), the ascent on a confidently
-  classified image is slow, and once it breaks through it takes the network with it (the
-  benchmark measured the same on a random 10% of the training set). Stopping at the
-  retrained model's accuracy level is what random instances need; here PBU stopped at 80%
-  (see its rows for what that costs).
+"""),
+    md("""## 4. Per-example privacy
+
+U-LiRA asks, per image, whether a network unlearned it or never saw it (0.5: like
+retraining), over a population of shadow networks; the NeurIPS 2023 challenge's score turns
+per-image ε of a population of unlearned networks against retrained ones into points, times
+the accuracy ratios. Both at a small scale (`pyro_unlearn/bench/results_privacy.json`):"""),
+    code("""with open("pyro_unlearn/bench/results_privacy.json") as handle:
+    privacy = json.load(handle)
+print(pd.DataFrame(privacy["ulira"]["methods"]).T.round(3), end="\\n\\n")
+print(f"challenge score, {privacy['challenge']['num_models']} networks per population:")
+pd.DataFrame(privacy["challenge"]["methods"]).T[
+    ["score", "score_sd", "forgetting_quality", "retain_ratio", "test_ratio"]
+].round(3)"""),
+    md("""With 32 networks per population the score is biased down for everyone (the challenge
+used 512): a second, independent population of retrained networks scores 0.22, the best
+reachable here, and every unlearning method scores 0.073 or less (PBU stopped at the held-out accuracy), doing
+nothing 0.043.
+
+## What the papers claimed, what the grid measured
+
+- *PBU* (Panda, Sourav & Prathosh, 2024): forgets every class and tracks the membership
+  attack, but loses a median 5 points of retain accuracy (worst 39) against retraining.
+- *JiT* (Foster et al., 2024): at its published σ = 0.5, lr 3e-4 the paper's Algorithm 1
+  changes nothing (forget accuracy 1.00 in all 90 cells); the authors' code, which detaches
+  the perturbed outputs and accumulates gradients, forgets the class and destroys the
+  network (median retain gap −0.52).
+- *Instance-wise unlearning* (Cha et al., 2024): its defaults forget a class but are slower
+  than retraining (0.1–0.8×); relabelling to the runner-up class with 2 adversarial examples
+  and 20 PGD iterations meets every target in 37% / 0% / 73% of the MLP / CNN / wide cells.
+- *SalUn* (Fan et al., 2024): the closest to retraining in accuracy and the attack in every
+  class cell; 5.5–16× faster.
+- *SCRUB* (Kurmanji et al., 2023): at the authors' settings it does not forget a digits
+  class; no single learning rate worked on both small networks.
+- *ℓ1-sparse* (Jia et al., 2023): on the wide MLP it meets every target in 28 of 30 cells;
+  on the small networks it does not forget the class in 3 epochs.
 """),
 ]
 notebook = nbf.v4.new_notebook(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import functools
+import inspect
 
 import torch
 from torch import nn
@@ -67,9 +68,18 @@ def guarded(*example_args: str):
     """Check the examples, then run the method on a copy of the network with its randomness
     (dropout masks) seeded by the method's ``seed``: the caller's network (parameters,
     buffers such as batch-norm statistics, train/eval mode) and RNG state are untouched,
-    and the same seed gives the same network."""
+    and the same seed gives the same network.
+
+    ``example_args`` name the method's data arguments (``x_forget``, ``y_forget``,
+    ``x_retain``, ...), passed by position or by keyword; each ``x_*`` is checked with its
+    ``y_*`` labels when the method takes them.
+    """
 
     def decorate(fn):
+        signature = inspect.signature(fn)
+        missing = set(example_args) - set(signature.parameters)
+        assert not missing, f"{fn.__name__} has no arguments {sorted(missing)}"
+
         @functools.wraps(fn)
         def method(net, *args, **options):
             from pyro.infer.autoguide import AutoGuide
@@ -78,14 +88,23 @@ def guarded(*example_args: str):
                 raise BadRequestError(
                     f"{fn.__name__} takes a trained torch network, got {_describe(net)}"
                 )
-            seed = _checks.seed(options.get("seed", 0))
+            try:
+                bound = signature.bind(net, *args, **options)
+            except TypeError as error:
+                raise BadRequestError(f"{fn.__name__}: {error}") from None
+            seed = _checks.seed(bound.arguments.get("seed", 0))
             work = copy.deepcopy(net)  # even a forward pass in train mode moves BN buffers
-            named = dict(zip(example_args, args, strict=False))
             with torch.random.fork_rng():
                 work.eval()  # the checks' forward pass: any batch size, no dropout
-                _check_examples(work, named.get("x_forget"), named.get("y_forget"))
-                if "x_all" in named:
-                    _check_examples(work, named["x_all"], named.get("y_all"), name="x_all")
+                for name in example_args:
+                    if name.startswith("x_"):
+                        labels = "y_" + name[2:]
+                        _check_examples(
+                            work,
+                            bound.arguments.get(name),
+                            bound.arguments.get(labels) if labels in example_args else None,
+                            name=name,
+                        )
                 for theirs, ours in zip(net.modules(), work.modules(), strict=True):
                     ours.training = theirs.training
                 torch.manual_seed(seed)

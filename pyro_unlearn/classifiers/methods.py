@@ -11,7 +11,16 @@ they iterate, a dict of diagnostics. Losses, each using only the forget set
 * NegGrad: gradient ascent on the cross-entropy of :math:`D_f`.
 * SSD: dampen weights whose importance on :math:`D_f` exceeds ``alpha`` times that on all data
   (squared minibatch gradients, :func:`minibatch_importance`).
+* SalUn: random-label fine-tuning on :math:`D_r \cup D_f` of the weights whose forget-loss
+  gradient is largest (:func:`weight_saliency`).
+* SCRUB: distillation from the trained network, away from it on :math:`D_f`, towards it
+  (and the labels) on :math:`D_r`.
+* :math:`\ell_1`-sparse: fine-tuning on :math:`D_r` with a decaying :math:`\ell_1` penalty
+  (never reads :math:`D_f`).
 * Fine-tuning and retraining use the retained data :math:`D_r` (baselines).
+
+SalUn, SCRUB and :math:`\ell_1`-sparse take the retained data as ``x_retain=``, ``y_retain=``
+options of :func:`~pyro_unlearn.unlearn`.
 
 :data:`UNLEARN_METHODS` holds their ``unlearn(..., method=name)`` forms for the API's table.
 """
@@ -25,11 +34,15 @@ from torch import nn
 from .instance import instance_unlearn
 from .jit import jit
 from .pbu import neggrad, pbu
+from .salun import salun
+from .scrub import scrub
+from .sparse import l1_sparse
 from .ssd import ssd
 
 
-def _unlearn_form(name: str, fn: Callable, needs_labels: bool = True) -> Callable:
-    """``unlearn(ClassifierModel(net), net, x_forget, y_forget, method=name)`` for ``fn``."""
+def _unlearn_form(name: str, fn: Callable, reads: str = "inputs and labels") -> Callable:
+    """``unlearn(ClassifierModel(net), net, x_forget, y_forget, method=name)`` for ``fn``,
+    which ``reads`` the forget set's inputs and labels, its inputs only, or neither."""
 
     def method(
         model,
@@ -49,9 +62,8 @@ def _unlearn_form(name: str, fn: Callable, needs_labels: bool = True) -> Callabl
             raise TypeError(
                 f"method={name!r} unlearns a trained torch network: pass it as the posterior"
             )
-        return (
-            fn(net, x_forget, y_forget, **options) if needs_labels else fn(net, x_forget, **options)
-        )
+        forget = {"inputs and labels": (x_forget, y_forget), "inputs": (x_forget,), "none": ()}
+        return fn(net, *forget[reads], **options)
 
     method.__name__ = f"{name}_method"
     return method
@@ -60,7 +72,10 @@ def _unlearn_form(name: str, fn: Callable, needs_labels: bool = True) -> Callabl
 UNLEARN_METHODS: dict[str, Callable] = {
     "pbu": _unlearn_form("pbu", pbu),
     "neggrad": _unlearn_form("neggrad", neggrad),
-    "jit": _unlearn_form("jit", jit, needs_labels=False),
+    "jit": _unlearn_form("jit", jit, reads="inputs"),
     "ssd": _unlearn_form("ssd", ssd),
     "instance": _unlearn_form("instance", instance_unlearn),
+    "salun": _unlearn_form("salun", salun),
+    "scrub": _unlearn_form("scrub", scrub),
+    "l1_sparse": _unlearn_form("l1_sparse", l1_sparse, reads="none"),
 }

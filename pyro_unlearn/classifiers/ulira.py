@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from .. import _rng
-from .training import train
+from .training import retrain
 
 
 def logit_confidence(net: nn.Module, x, y) -> torch.Tensor:
@@ -86,7 +86,9 @@ def ulira(
         inside = _rng.uniform((len(y),), g, like=torch.empty(())) < 0.5
         # balance each target's membership exactly: in for even shadows, out for odd ones
         inside[targets] = (s + torch.arange(num_targets, device=y.device)) % 2 == 0
-        shadow = train(make_net(), x[inside], y[inside], seed=seed + 1 + s, **train_options)
+        # retrain seeds the initialisation too: the same seed gives the same shadows, and the
+        # caller's global RNG is left alone
+        shadow = retrain(make_net, x[inside], y[inside], seed=seed + 1 + s, **train_options)
         for j, t in enumerate(targets.tolist()):
             member[s, j] = bool(inside[t])
             net = shadow
