@@ -43,8 +43,10 @@ def weight_saliency(
     with evaluating(net):
         for batch in torch.arange(len(x_forget)).split(batch_size):
             loss = -nn.functional.cross_entropy(net(x_forget[batch]), y_forget[batch])
-            for k, g in zip(params, torch.autograd.grad(loss, list(params.values())), strict=True):
-                saliency[k] += g
+            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            for k, g in zip(params, grads, strict=True):
+                if g is not None:  # a parameter the output does not use has no saliency
+                    saliency[k] += g
     flat = torch.cat([s.abs().flatten() for s in saliency.values()])
     keep = max(1, round((1 - sparsity) * flat.numel()))
     threshold = flat.topk(keep).values.min()
@@ -97,7 +99,8 @@ def salun(
             check_finite(loss, "SalUn", steps)
             loss.backward()
             for k, p in new.named_parameters():
-                p.grad *= mask[k]
+                if p.grad is not None:
+                    p.grad *= mask[k]
             optim.step()
             steps += 1
     new.eval()

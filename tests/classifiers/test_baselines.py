@@ -160,3 +160,11 @@ def test_scrub_at_the_authors_settings_barely_moves_the_mlp(trained):
     new, info = unn.scrub(net, x[forget], y[forget], x[~forget], y[~forget])
     assert info["steps"] == 2 * 5 + 3 * 11  # 2 max-step passes of 5 batches, 3 min-step passes
     assert unn.accuracy(new, x[forget], y[forget]) > 0.5
+
+
+def test_salun_takes_a_network_with_an_unused_parameter(tiny):
+    net, x, y = tiny
+    net = copy.deepcopy(net)
+    net.register_parameter("unused", torch.nn.Parameter(torch.ones(3)))
+    new, info = unn.salun(net, x[:4], y[:4], x[4:], y[4:], epochs=1)
+    assert torch.equal(new.unused, net.unused) and info["steps"] == 1
