@@ -15,6 +15,7 @@ from .instance import (
     instance_loss,
     instance_unlearn,
     mas_importance,
+    random_other_labels,
     runner_up_labels,
     targeted_pgd,
 )
@@ -22,7 +23,7 @@ from .jit import jit, lipschitz_loss
 from .metrics import js_divergence, membership_attack, per_sample
 from .models import ClassifierModel, mlp, small_cnn
 from .pbu import neggrad, pbu, pbu_anchor, pbu_loss
-from .salun import random_other_labels, salun, weight_saliency
+from .salun import salun, weight_saliency
 from .scrub import distillation_divergence, scrub
 from .sparse import l1_sparse
 from .ssd import minibatch_importance, ssd

@@ -93,6 +93,12 @@ def _min_max(importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return normalised
 
 
+def random_other_labels(y, classes: int, generator: torch.Generator) -> torch.Tensor:
+    """A label drawn uniformly from the classes other than each example's own (the library's
+    adversarial targets here, SalUn's random labels)."""
+    return (y + _rng.integers(1, classes, len(y), generator).to(y.device)) % classes
+
+
 @guarded("x_forget", "y_forget")
 def runner_up_labels(net: nn.Module, x_forget, y_forget) -> torch.Tensor:
     r"""The class each input is most likely to be, other than its own: :math:`\arg\max_{c\ne y_i} f_\theta(x_i)_c`.
@@ -213,8 +219,7 @@ def instance_unlearn(
     else:
         x_rep = x_forget.repeat_interleave(num_adversarial, 0)
         y_rep = y_forget.repeat_interleave(num_adversarial, 0)
-        offsets = _rng.integers(1, classes, len(y_rep), g).to(y_rep.device)
-        y_adv = (y_rep + offsets) % classes
+        y_adv = random_other_labels(y_rep, classes, g)
         with evaluating(net):
             x_adv = targeted_pgd(
                 net, x_rep, y_adv, eps=settings["eps"], step=pgd_step, iterations=pgd_iterations

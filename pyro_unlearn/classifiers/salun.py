@@ -21,6 +21,7 @@ from torch import nn
 
 from .. import _rng
 from ._guards import check_finite, evaluating, guarded
+from .instance import random_other_labels
 
 
 def weight_saliency(
@@ -51,11 +52,6 @@ def weight_saliency(
     keep = max(1, round((1 - sparsity) * flat.numel()))
     threshold = flat.topk(keep).values.min()
     return {k: (s.abs() >= threshold).to(s.dtype) for k, s in saliency.items()}
-
-
-def random_other_labels(y, classes: int, generator: torch.Generator) -> torch.Tensor:
-    """A label drawn uniformly from the classes other than each example's own."""
-    return (y + _rng.integers(1, classes, len(y), generator).to(y.device)) % classes
 
 
 @guarded("x_forget", "y_forget", "x_retain", "y_retain")
