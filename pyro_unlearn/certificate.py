@@ -52,7 +52,9 @@ from .importance import PARETO_K_THRESHOLD, UNIFORM_ESS, effective_sample_size, 
 from .masks import MaskLike
 from .model_eval import ModelEvaluator, forget_evaluator
 from .posteriors import GaussianView, PosteriorView, posterior_view
+from .tempering import tempered_log_normaliser
 
+SMC_REPLICAS = 8  # cross_check: independent SMC runs, for a standard error of log Z
 RISING = 3.0  # standard errors of the S/10 estimate by which the estimate may still grow
 #: weights with a Pareto tail index above 1/2 may have infinite variance: no central limit
 #: theorem, so no standard error (PSIS estimates stay usable up to 0.7, as lower bounds here)
@@ -87,6 +89,10 @@ class Certificate:
     full_data : Certificate or None
         :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))` of the posterior unlearning started from,
         when it was computed at fit time: how much of the distance :math:`q_D` brought.
+    kl_smc, smc_standard_error : float
+        With ``cross_check=True``: the same KL with :math:`\log Z` from tempered SMC
+        (:func:`~pyro_unlearn.tempering.tempered_log_normaliser`, independent replicas) and
+        its standard error over the replicas; NaN when not computed.
     """
 
     kl: float
@@ -100,6 +106,8 @@ class Certificate:
     posterior: str = "gaussian"
     seconds: float = 0.0
     full_data: Certificate | None = None
+    kl_smc: float = float("nan")
+    smc_standard_error: float = float("nan")
 
     @property
     def reliable(self) -> bool:
@@ -119,6 +127,8 @@ class Certificate:
         else:
             value = f">= {self.kl:.3g} nats (a lower bound: {'; '.join(self.reasons)})"
         extra = f", k-hat {self.pareto_k:.2f}, ESS {self.ess:.0f} of {self.num_samples}"
+        if math.isfinite(self.kl_smc):
+            extra += f"; SMC {self.kl_smc:.3g} ± {self.smc_standard_error:.2g}"
         if self.full_data is not None:
             extra += f"; q(theta|D) itself {self.full_data.kl:.3g} nats from p(theta|D)"
         return f"{label}: {value}{extra}"
@@ -138,6 +148,7 @@ def certify(
     num_samples: int = 10000,
     seed: int = 0,
     scope: str | None = None,
+    cross_check: bool = False,
 ) -> Certificate:
     r"""Estimate how far ``posterior`` is from the posterior retraining would give.
 
@@ -163,6 +174,12 @@ def certify(
     scope : {"retained", "full"}, optional
         The label when ``args`` are the data as given (no ``forget_mask``, no ``full``):
         ``"full"`` (the default) or ``"retained"`` when ``args`` are the retained data.
+    cross_check : bool
+        Also estimate :math:`\log Z` by tempered SMC from :math:`q` (:data:`SMC_REPLICAS`
+        independent runs of :math:`S/`:data:`SMC_REPLICAS` particles, 5 random-walk moves per
+        temperature: about 5 model evaluations per draw per temperature, so some 10-30 times
+        the cost of the certificate) and flag the certificate unreliable when the two
+        disagree beyond their standard errors, or when SMC's estimate is negative.
 
     Returns
     -------
@@ -193,26 +210,34 @@ def certify(
     result = posterior if _is_result(posterior) else None
     view, what = _density(posterior, model, args, model_kwargs, seed)
     generator = _rng.generator(seed)
+    if full is not None:
+        scope = "step"
+        anchor = posterior_view(full)
+        _same_layout(view, anchor)
+        evaluator = forget_evaluator(
+            model,
+            args,
+            model_kwargs,
+            mask=forget_mask,
+            plate=plate if forget_mask is not None else None,
+        )
+
+        def log_target_of(z):
+            values = {site.name: site.constrain(z[:, site.slice]) for site in view.layout}
+            return anchor.log_prob(z) - evaluator.log_likelihood(values)
+
+    else:
+        scope = "retained" if forget_mask is not None else (scope or "full")
+        target = model if forget_mask is None else retain(model, mask=forget_mask, plate=plate)
+        joint = ModelEvaluator(target, args, model_kwargs)
+
+        def log_target_of(z):
+            return joint.log_joint(view.layout, z)
+
     with torch.no_grad():
         z = view.sample(num_samples, generator)
         log_q = view.log_prob(z)
-        if full is not None:
-            scope = "step"
-            anchor = posterior_view(full)
-            _same_layout(view, anchor)
-            evaluator = forget_evaluator(
-                model,
-                args,
-                model_kwargs,
-                mask=forget_mask,
-                plate=plate if forget_mask is not None else None,
-            )
-            values = {site.name: site.constrain(z[:, site.slice]) for site in view.layout}
-            log_target = anchor.log_prob(z) - evaluator.log_likelihood(values)
-        else:
-            scope = "retained" if forget_mask is not None else (scope or "full")
-            target = model if forget_mask is None else retain(model, mask=forget_mask, plate=plate)
-            log_target = ModelEvaluator(target, args, model_kwargs).log_joint(view.layout, z)
+        log_target = log_target_of(z)
     log_w = (log_target - log_q).double()
     if torch.isnan(log_w).any():
         raise BadRequestError(
@@ -235,6 +260,12 @@ def certify(
         )
     if not math.isfinite(kl):
         reasons.append("the estimate is not finite (draws outside the target's support)")
+    kl_smc = smc_se = float("nan")
+    if cross_check and math.isfinite(kl):
+        kl_smc, smc_se, disagreement = _smc_cross_check(
+            view, log_target_of, log_w, num_samples, generator
+        )
+        reasons.extend(disagreement)
     certificate = Certificate(
         kl=kl,
         scope=scope,
@@ -247,6 +278,8 @@ def certify(
         posterior=what,
         seconds=time.perf_counter() - start,
         full_data=_full_data_certificate(posterior) if scope != "full" else None,
+        kl_smc=kl_smc,
+        smc_standard_error=smc_se,
     )
     if result is not None:
         result.certificate = certificate
@@ -263,6 +296,48 @@ def _estimate(log_w: torch.Tensor) -> tuple[float, float]:
     kl = log_mean - float(log_w.mean())
     influence = (log_w - log_mean).exp() - log_w
     return kl, float(influence.std() / math.sqrt(num))
+
+
+def _smc_cross_check(view, log_target_of, log_w, num_samples, generator):
+    r"""``(KL by SMC, its se, reasons)``: :math:`\log Z` by :data:`SMC_REPLICAS` tempered SMC
+    runs from fresh draws of :math:`q`, the mean of :math:`\log w` from the certificate's.
+
+    The replicas' :math:`\hat Z_r` are averaged (:math:`\hat Z` is unbiased, its log is not);
+    the se of :math:`\log\bar Z` is the sd of :math:`\log\hat Z_r` over :math:`\sqrt R`. The
+    two estimates of :math:`\log Z` disagree when they differ by more than the Student-t
+    (R - 1 df) 99.73% quantile times the se of the difference (IS's :math:`\log\bar w` by the
+    delta method).
+    """
+    from scipy.stats import t as student_t
+
+    particles = max(num_samples // SMC_REPLICAS, 50)
+    log_z = []
+    with torch.no_grad():
+        for _ in range(SMC_REPLICAS):
+            out = tempered_log_normaliser(
+                view.log_prob, log_target_of, view.sample(particles, generator), generator
+            )
+            log_z.append(out["log_z"])
+    log_z = torch.tensor(log_z, dtype=torch.float64)
+    if not bool(torch.isfinite(log_z).all()):
+        return float("nan"), float("nan"), ["SMC's particles collapsed: no cross-check"]
+    mean_log_w = float(log_w.mean())
+    log_z_smc = float(log_z.logsumexp(0)) - math.log(SMC_REPLICAS)
+    smc_se = float(log_z.std() / math.sqrt(SMC_REPLICAS))
+    log_mean = float(log_w.logsumexp(0)) - math.log(len(log_w))
+    is_se = float((log_w - log_mean).exp().std() / math.sqrt(len(log_w)))
+    kl_smc = log_z_smc - mean_log_w
+    quantile = float(student_t.isf(0.00135, SMC_REPLICAS - 1))
+    allowed = quantile * math.hypot(is_se, smc_se) + 1e-9 * (1 + abs(kl_smc))
+    reasons = []
+    if abs(log_mean - log_z_smc) > allowed:
+        reasons.append(
+            f"importance sampling and SMC disagree ({log_mean - mean_log_w:.3g} vs "
+            f"{kl_smc:.3g} ± {smc_se:.2g})"
+        )
+    if kl_smc < -quantile * smc_se - 1e-9:
+        reasons.append(f"SMC's estimate is negative ({kl_smc:.3g}): its log Z erred low")
+    return kl_smc, smc_se, reasons
 
 
 def _is_result(posterior) -> bool:

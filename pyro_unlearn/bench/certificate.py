@@ -218,34 +218,37 @@ PERTURBATIONS = (
 )
 
 
-def conjugate_block(dims=(5, 30), seeds: int = 20) -> list[dict]:
-    """Bayesian linear regression (200 rows, 20 forgotten): q = the exact retrained posterior
-    with its mean shifted (in posterior sds) and its covariance scaled; the certificate
-    against the closed-form KL, over ``seeds`` draws of data and certificate."""
+def _conjugate_case(d: int, seed: int, shift: float, scale: float):
+    """Bayesian linear regression (200 rows, the first 20 forgotten) and a Gaussian guide:
+    the exact retrained posterior, mean shifted by ``shift`` sds, covariance times ``scale``."""
     from ..gaussian import FlatGaussian
     from ..guides import LaplaceGuide
     from ..references.conjugate import BayesianLinearRegression
 
+    blr = BayesianLinearRegression(noise_scale=0.5)
+    g = _rng.generator(seed)
+    X = _rng.normal((200, d), g, like=torch.zeros(()))
+    y = X @ _rng.normal((d,), g, like=X) + 0.5 * _rng.normal((200,), g, like=X)
+    forget = torch.arange(200) < 20
+    exact = blr.posterior(X[~forget], y[~forget])
+    sd = exact.covariance.diagonal().sqrt()
+    q = FlatGaussian(exact.loc + shift * sd, precision=exact.precision / scale)
+    guide = LaplaceGuide.from_precision(blr.model, q.loc, q.precision, model_args=(X, y))
+    return blr.model, guide, X, y, forget, float(q.kl(exact))
+
+
+def conjugate_block(dims=(5, 30), seeds: int = 20) -> list[dict]:
+    """The certificate against the closed-form KL (:func:`_conjugate_case`), over ``seeds``
+    draws of data and certificate."""
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
-    blr = BayesianLinearRegression(noise_scale=0.5)
     rows = []
     for d in dims:
         for shift, scale in PERTURBATIONS:
             errors, z, flagged, seconds, trues = [], [], 0, [], []
             for seed in range(seeds):
-                g = _rng.generator(seed)
-                X = _rng.normal((200, d), g, like=torch.zeros(()))
-                y = X @ _rng.normal((d,), g, like=X) + 0.5 * _rng.normal((200,), g, like=X)
-                forget = torch.arange(200) < 20
-                exact = blr.posterior(X[~forget], y[~forget])
-                sd = exact.covariance.diagonal().sqrt()
-                q = FlatGaussian(exact.loc + shift * sd, precision=exact.precision / scale)
-                guide = LaplaceGuide.from_precision(
-                    blr.model, q.loc, q.precision, model_args=(X, y)
-                )
-                cert = certify(guide, blr.model, X, y, forget_mask=forget, seed=seed)
-                true = float(q.kl(exact))
+                model, guide, X, y, forget, true = _conjugate_case(d, seed, shift, scale)
+                cert = certify(guide, model, X, y, forget_mask=forget, seed=seed)
                 trues.append(true)
                 seconds.append(cert.seconds)
                 if cert.reliable:
@@ -273,6 +276,63 @@ def conjugate_block(dims=(5, 30), seeds: int = 20) -> list[dict]:
                 }
             )  # fmt: skip
     return rows
+
+
+def smc_cross_check_block(dims=(5, 30), seeds: int = 3) -> list[dict]:
+    """``certify(..., cross_check=True)`` on the conjugate cases: per case, the IS and SMC
+    errors against the closed form, how often IS alone was reliable, and how often SMC
+    flagged a run IS alone called reliable (a false alarm unless IS was off)."""
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    rows = []
+    for d in dims:
+        for shift, scale in PERTURBATIONS:
+            runs = []
+            for seed in range(seeds):
+                model, guide, X, y, forget, true = _conjugate_case(d, seed, shift, scale)
+                cert = certify(guide, model, X, y, forget_mask=forget, seed=seed, cross_check=True)
+                by_is = [r for r in cert.reasons if "SMC" not in r]
+                runs.append(
+                    {
+                        "is_error": cert.kl - true,
+                        "smc_error": cert.kl_smc - true,
+                        "is_reliable": not by_is,
+                        "smc_flag": len(by_is) < len(cert.reasons),
+                        "seconds": cert.seconds,
+                    }
+                )
+            rows.append(
+                {
+                    "d": d, "shift": shift, "scale": scale, "runs": len(runs),
+                    "is_reliable": sum(r["is_reliable"] for r in runs),
+                    "smc_flags_of_reliable": sum(r["is_reliable"] and r["smc_flag"] for r in runs),
+                    "smc_flags_of_unreliable": sum(
+                        not r["is_reliable"] and r["smc_flag"] for r in runs
+                    ),
+                    "is_error": sum(r["is_error"] for r in runs) / len(runs),
+                    "smc_error": sum(r["smc_error"] for r in runs) / len(runs),
+                    "seconds": sum(r["seconds"] for r in runs) / len(runs),
+                }
+            )  # fmt: skip
+    return rows
+
+
+def smc_markdown(rows: list[dict]) -> str:
+    lines = [
+        "**SMC cross-check** (`certify(..., cross_check=True)`, 8 replicas of S/8 particles, "
+        f"S = {NUM_CERTIFICATE}; errors are means over the seeds, estimate minus closed form).",
+        "",
+        "| d | shift | scale | runs | IS reliable | SMC flags of those | SMC flags of the rest "
+        "| IS error | SMC error | seconds |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['d']} | {r['shift']} | {r['scale']} | {r['runs']} | {r['is_reliable']} | "
+            f"{r['smc_flags_of_reliable']} | {r['smc_flags_of_unreliable']} | "
+            f"{r['is_error']:.3g} | {r['smc_error']:.3g} | {r['seconds']:.3g} |"
+        )
+    return "\n".join(lines)
 
 
 def run(seed: int = 0, quick: bool = False, progress: bool = False) -> dict:
@@ -355,3 +415,7 @@ def markdown(results: dict) -> str:
                 f"{r['certified_gap_closed'] - r['best_gap_closed']:+.3f} |"
             )
     return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m pyro_unlearn.bench.certificate: the SMC cross-check
+    print(smc_markdown(smc_cross_check_block()))

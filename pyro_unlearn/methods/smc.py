@@ -34,6 +34,7 @@ from ..model_eval import as_values, forget_evaluator
 from ..options import OnUnreliable, choose
 from ..posteriors import WeightedSamples, posterior_view
 from ..targets import check_proper, divided_target_check, gaussian_view
+from ..tempering import random_walk_factor
 
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
 
@@ -220,10 +221,8 @@ def smc_unlearn(
         progress = end
         accepted = 0.0
         for _ in range(num_moves):
-            cov = torch.cov(z.T).reshape(d, d)
-            jitter = 1e-10 * cov.diagonal().mean() * torch.eye(d, dtype=z.dtype)
-            chol, info = torch.linalg.cholesky_ex(cov + jitter)
-            if info or not bool(torch.isfinite(chol).all()):
+            chol = random_walk_factor(z)
+            if chol is None:
                 distinct = len(torch.unique(z, dim=0))
                 raise SMCStalledError(
                     f"SMC unlearning collapsed: after removing {progress:.3g} of {total} "
@@ -234,7 +233,6 @@ def smc_unlearn(
                     f"{float(log_lik.max()):.3g}), so q(theta|D) reaches where the data rule "
                     "out. Use a more accurate q(theta|D), method='laplace' or 'eubo', or retrain"
                 )
-            chol = chol * 2.38 / d**0.5
             noise = _rng.normal((num_particles, d), generator, like=z)
             proposal = z + noise @ chol.T
             log_q_new, log_lik_new = evaluate(proposal)
