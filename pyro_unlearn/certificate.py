@@ -89,6 +89,10 @@ class Certificate:
     full_data : Certificate or None
         :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))` of the posterior unlearning started from,
         when it was computed at fit time: how much of the distance :math:`q_D` brought.
+    log_z : float
+        :math:`\log\frac1S\sum_s w_s`, the estimate of the target's log normaliser (for
+        scope ``"retained"``, the log marginal likelihood of :math:`D_r`); ``log_z - kl`` is
+        :math:`\frac1S\sum_s\log w_s`, unbiased for any :math:`q`.
     kl_smc, smc_standard_error : float
         With ``cross_check=True``: the same KL with :math:`\log Z` from tempered SMC
         (:func:`~pyro_unlearn.tempering.tempered_log_normaliser`, independent replicas) and
@@ -106,6 +110,7 @@ class Certificate:
     posterior: str = "gaussian"
     seconds: float = 0.0
     full_data: Certificate | None = None
+    log_z: float = float("nan")
     kl_smc: float = float("nan")
     smc_standard_error: float = float("nan")
 
@@ -278,6 +283,7 @@ def certify(
         posterior=what,
         seconds=time.perf_counter() - start,
         full_data=_full_data_certificate(posterior) if scope != "full" else None,
+        log_z=float(log_w.logsumexp(0)) - math.log(num_samples),
         kl_smc=kl_smc,
         smc_standard_error=smc_se,
     )

@@ -73,6 +73,10 @@ def test_the_exact_posterior_gets_zero_and_the_step_scope_agrees_on_conjugate_mo
     assert abs(retained.kl - true) <= 3 * retained.standard_error
     zero = pu.certify(as_guide(blr, exact, X, y), blr.model, X, y, forget_mask=forget)
     assert zero.reliable and abs(zero.kl) < 1e-8
+    # from the exact posterior every weight is p(D_r): log_z is the retained data's evidence
+    evidence = blr.log_predictive(X[~forget], y[~forget], blr.prior(X.shape[1]))
+    assert zero.log_z == pytest.approx(float(evidence), abs=1e-6)
+    assert retained.log_z - retained.kl < zero.log_z  # the mean log weight: -KL below it
     X3 = X[:, :3]
     other = as_guide(blr, blr.posterior(X3, y), X3, y)  # another model's posterior: 3 weights
     with pytest.raises(pu.BadRequestError, match="full-data posterior"):

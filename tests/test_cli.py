@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from pyro_unlearn import api as pu_api
 from pyro_unlearn.cli import main
 from pyro_unlearn.references.retrain import _request
 
@@ -35,6 +36,22 @@ def test_demo_quick_writes_the_report(tmp_path, capsys):
         assert (tmp_path / f"{name}.png").stat().st_size > 5000
     for name in ("original", "laplace", "eubo", "rkl", "retrained"):
         assert (tmp_path / f"{name}.nc").exists()
+
+
+@pytest.mark.slow
+def test_demo_chooses_lambda_by_the_certificate(tmp_path, capsys):
+    """``--lam certified``: EUBO and rKL each run at every lambda and keep the one the
+    certificate on the retained data ranks first; the summary names it."""
+    assert main(["demo", "--quick", "--lam", "certified", "--out", str(tmp_path)]) == 0
+    screen = capsys.readouterr().out
+    assert screen.count(", certified)") == 2
+    results = json.loads((tmp_path / "results.json").read_text())
+    for name in ("eubo", "rkl"):
+        search = results["diagnostics"][name]["lam_search"]
+        assert len(search) == len(pu_api.CERTIFIED_LAMS)
+        kept = [row for row in search if "cert_kl" in row]
+        assert results["diagnostics"][name]["lam"] in [row["lam"] for row in kept]
+    assert "lam_search" not in results["diagnostics"]["laplace"]
 
 
 def test_bench_evaluator_suite_writes_its_tables(tmp_path):
@@ -91,6 +108,8 @@ def test_bench_quick_writes_tables(tmp_path, monkeypatch):
         (["demo", "--device", "meta"], "choose cpu or cuda"),
         (["demo", "--device", "nonsense"], "--device nonsense"),
         (["demo", "--seed", "x"], "invalid int value"),
+        (["demo", "--lam", "sometimes"], "--lam must be a number >= 0 or 'certified'"),
+        (["demo", "--lam", "-0.1"], "--lam must be a number >= 0 or 'certified'"),
     ]
     + ([(["demo", "--device", "cuda"], "no CUDA device")] if not torch.cuda.is_available() else []),
 )

@@ -130,7 +130,7 @@ def test_handlers_import_no_method_api_or_diagnostics():
 LAYERS = [
     # base: no pyro_unlearn imports but each other
     {"errors", "options", "_rng", "_checks", "_user_model", "masks", "gaussian", "arviz_compat"},
-    {"datasets", "models", "ledger", "results", "natural", "importance"},
+    {"datasets", "models", "ledger", "results", "natural", "importance", "tempering"},
     {"guides", "posteriors"},  # the posterior view: a fitted guide read once
     {"handlers"},  # forget, retain, anchor (the anchor reads the posterior view)
     {"model_eval"},  # the one model evaluator, built on the handlers

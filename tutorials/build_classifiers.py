@@ -193,7 +193,8 @@ which also read the retained data, stay within 0.02 of retraining in every cell.
     md("""## 4. Per-example privacy
 
 U-LiRA asks, per image, whether a network unlearned it or never saw it (0.5: like
-retraining), over a population of shadow networks; the NeurIPS 2023 challenge's score turns
+retraining), over a population of shadow networks, and, read on retained images, whether
+unlearning one image left a trace on the others; the NeurIPS 2023 challenge's score turns
 per-image ε of a population of unlearned networks against retrained ones into points, times
 the accuracy ratios. Both at a small scale (`pyro_unlearn/bench/results_privacy.json`):"""),
     code("""with open("pyro_unlearn/bench/results_privacy.json") as handle:

@@ -35,6 +35,7 @@ from .. import _rng
 from .. import classifiers as unn
 from ..datasets import digits
 from ..errors import UnlearningDivergedError
+from . import rounded
 
 #: network factory and training epochs
 ARCHITECTURES: dict[str, tuple[Callable, int]] = {
@@ -351,17 +352,6 @@ def markdown(results: dict) -> str:
             )
         lines.append("")
     return "\n".join(lines)
-
-
-def rounded(value, digits: int = 4):
-    """``value`` with every float rounded to ``digits`` significant digits (for the JSON)."""
-    if isinstance(value, dict):
-        return {k: rounded(v, digits) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [rounded(v, digits) for v in value]
-    if isinstance(value, float) and np.isfinite(value) and value != 0:
-        return float(f"{value:.{digits}g}")
-    return value
 
 
 def main(argv=None) -> None:

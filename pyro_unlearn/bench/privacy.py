@@ -5,14 +5,17 @@ r"""Benchmark: per-example privacy of classifier unlearning.
   against a population of shadow networks (:func:`~pyro_unlearn.classifiers.ulira`).
   Reported per method: the attack's accuracy over all (shadow, target) pairs (0.5: the
   unlearned networks look like networks that never saw the image) and its distribution over
-  the target images (per-example accuracy: median, 90th percentile, worst).
+  the target images (per-example accuracy: median, 90th percentile, worst); and the same
+  attack read on 16 retained images every shadow trains on (does unlearning one image leave
+  a trace on the others?), with its distribution over those images.
 * The NeurIPS 2023 challenge's score at a small scale
   (:func:`~pyro_unlearn.classifiers.challenge_score`): a random 10% of the digits training
   images forgotten from ``N`` networks trained with different seeds, against ``N`` networks
   retrained without them, with a second independent retrained population as the reference
   (the best score reachable at this ``N``) and the score's bootstrap spread over networks.
 
-Run: ``python -m pyro_unlearn.bench.classifiers --ulira``.
+Run: ``python -m pyro_unlearn.bench.privacy --json results_privacy.json`` (or
+``python -m pyro_unlearn.bench.classifiers --ulira`` for the tables after the grid).
 """
 
 from __future__ import annotations
@@ -28,8 +31,11 @@ from .. import classifiers as unn
 from ..datasets import digits
 
 
-def ulira_table(seed: int = 0, num_shadows: int = 16, num_targets: int = 16) -> dict:
-    """U-LiRA per method on single-image requests, overall and per target image."""
+def ulira_table(
+    seed: int = 0, num_shadows: int = 16, num_targets: int = 16, num_retained: int = 16
+) -> dict:
+    """U-LiRA per method on single-image requests, overall and per target image, and on
+    retained images."""
     torch.set_num_threads(1)
     data = digits(seed)
     x, y = data["x_train"][:200], data["y_train"][:200]
@@ -50,7 +56,12 @@ def ulira_table(seed: int = 0, num_shadows: int = 16, num_targets: int = 16) -> 
         "scrub": lambda net, xf, yf, xr, yr: unn.scrub(net, xf, yf, xr, yr)[0],
         "l1_sparse": lambda net, xf, yf, xr, yr: unn.l1_sparse(net, xr, yr)[0],
     }
-    out = {"num_shadows": num_shadows, "num_targets": num_targets, "methods": {}}
+    out = {
+        "num_shadows": num_shadows,
+        "num_targets": num_targets,
+        "num_retained": num_retained,
+        "methods": {},
+    }
     for name, method in methods.items():
         start = time.perf_counter()
         result = unn.ulira(
@@ -60,15 +71,21 @@ def ulira_table(seed: int = 0, num_shadows: int = 16, num_targets: int = 16) -> 
             y,
             num_targets=num_targets,
             num_shadows=num_shadows,
+            num_retained=num_retained,
             train_options=options,
             seed=seed,
         )
         per_target = np.array(result["per_target"])
+        per_retained = np.array(result["per_retained"])
         out["methods"][name] = {
             "accuracy": result["accuracy"],
             "per_target_median": float(np.median(per_target)),
             "per_target_p90": float(np.quantile(per_target, 0.9)),
             "per_target_worst": float(per_target.max()),
+            "retained_accuracy": result["retained_accuracy"],
+            "per_retained_median": float(np.median(per_retained)),
+            "per_retained_p90": float(np.quantile(per_retained, 0.9)),
+            "per_retained_worst": float(per_retained.max()),
             "seconds": time.perf_counter() - start,
         }
     return out
@@ -77,15 +94,20 @@ def ulira_table(seed: int = 0, num_shadows: int = 16, num_targets: int = 16) -> 
 def markdown(table: dict) -> str:
     lines = [
         f"U-LiRA, {table['num_shadows']} shadows x {table['num_targets']} single-image targets "
-        "(0.5: like retraining; per target: the attack's accuracy on that image)",
+        f"and {table['num_retained']} retained images in every shadow (0.5: like retraining; "
+        "per image: the attack's accuracy on that image)",
         "",
-        "| method | accuracy | per target: median | 90th pct | worst | seconds |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| method | forgotten: accuracy | per image: median | 90th pct | worst "
+        "| retained: accuracy | per image: median | 90th pct | worst | seconds |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in table["methods"].items():
         lines.append(
             f"| {name} | {row['accuracy']:.3f} | {row['per_target_median']:.3f} | "
-            f"{row['per_target_p90']:.3f} | {row['per_target_worst']:.3f} | {row['seconds']:.1f} |"
+            f"{row['per_target_p90']:.3f} | {row['per_target_worst']:.3f} | "
+            f"{row['retained_accuracy']:.3f} | {row['per_retained_median']:.3f} | "
+            f"{row['per_retained_p90']:.3f} | {row['per_retained_worst']:.3f} | "
+            f"{row['seconds']:.1f} |"
         )
     return "\n".join(lines)
 
@@ -163,3 +185,26 @@ def challenge_markdown(table: dict) -> str:
             f"{row['seconds_per_network']:.3f} |"
         )
     return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    import argparse
+    import json
+
+    from . import rounded
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", default=None, help="write both tables to this file")
+    args = parser.parse_args(argv)
+    tables = {"ulira": ulira_table(args.seed), "challenge": challenge_table(args.seed)}
+    print(f"`python -m pyro_unlearn.bench.privacy` (seed {args.seed})\n")
+    print(markdown(tables["ulira"]) + "\n")
+    print(challenge_markdown(tables["challenge"]))
+    if args.json:
+        with open(args.json, "w") as handle:
+            json.dump(rounded(tables), handle, separators=(",", ":"))
+
+
+if __name__ == "__main__":
+    main()

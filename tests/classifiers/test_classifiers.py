@@ -412,6 +412,25 @@ def test_ulira_tells_doing_nothing_from_retraining():
         unn.ulira(make, nothing, x, y, num_shadows=2)
 
 
+def test_ulira_on_retained_examples_sees_the_damage_gradient_ascent_does():
+    """The attack read on examples every shadow keeps: unlearning nothing leaves them as they
+    were (0.502 measured; 0.5 is no trace), while NegGrad's ascent on one image moves them
+    detectably (0.589). Each example gets its own accuracy."""
+    data = digits(0)
+    x, y = data["x_train"][:200], data["y_train"][:200]
+
+    def make():
+        return unn.mlp(hidden=(64,))
+
+    kwargs = dict(num_targets=16, num_shadows=16, num_retained=16, train_options={"epochs": 100})
+    nothing = unn.ulira(make, lambda net, *_: net, x, y, **kwargs)
+    ascent = unn.ulira(make, lambda net, xf, yf, *_: unn.neggrad(net, xf, yf)[0], x, y, **kwargs)
+    assert len(nothing["per_retained"]) == 16
+    assert not set(nothing["retained"]) & set(nothing["targets"])
+    assert abs(nothing["retained_accuracy"] - 0.5) < 0.05
+    assert ascent["retained_accuracy"] > nothing["retained_accuracy"] + 0.05
+
+
 def test_retrain_is_determined_by_its_seed_alone():
     """The initialisation is seeded too: what ran before in the process does not matter."""
     data = digits(seed=0)
