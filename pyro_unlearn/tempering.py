@@ -27,7 +27,18 @@ from collections.abc import Callable
 import torch
 
 from . import _rng
+from .gaussian import FlatGaussian
 from .importance import effective_sample_size
+
+
+def _cholesky(cov: torch.Tensor) -> torch.Tensor | None:
+    """Lower Cholesky factor of ``cov`` with a relative jitter of 1e-10; None when it fails."""
+    d = cov.shape[-1]
+    jitter = 1e-10 * cov.diagonal().mean() * torch.eye(d, dtype=cov.dtype, device=cov.device)
+    chol, info = torch.linalg.cholesky_ex(cov + jitter)
+    if info or not bool(torch.isfinite(chol).all()):
+        return None
+    return chol
 
 
 def random_walk_factor(z: torch.Tensor) -> torch.Tensor | None:
@@ -40,53 +51,44 @@ def random_walk_factor(z: torch.Tensor) -> torch.Tensor | None:
     True
     """
     d = z.shape[-1]
-    cov = torch.cov(z.T).reshape(d, d)
-    jitter = 1e-10 * cov.diagonal().mean() * torch.eye(d, dtype=z.dtype, device=z.device)
-    chol, info = torch.linalg.cholesky_ex(cov + jitter)
-    if info or not bool(torch.isfinite(chol).all()):
-        return None
-    return chol * 2.38 / d**0.5
-
-
-class _Fitted:
-    """A Gaussian drawn from with a seeded generator (``torch.distributions`` draws globally)."""
-
-    def __init__(self, mean, chol):
-        self.dist = torch.distributions.MultivariateNormal(mean, scale_tril=chol)
-        self.mean, self.chol = mean, chol
-
-    def sample_with(self, generator, num, like):
-        return self.mean + _rng.normal((num, len(self.mean)), generator, like=like) @ self.chol.T
-
-    def log_prob(self, z):
-        return self.dist.log_prob(z)
-
-
-def _gaussian(mean, cov) -> _Fitted | None:
-    d = len(mean)
-    jitter = 1e-10 * cov.diagonal().mean() * torch.eye(d, dtype=cov.dtype, device=cov.device)
-    chol, info = torch.linalg.cholesky_ex((cov + cov.T) / 2 + jitter)
-    if info or not bool(torch.isfinite(chol).all()):
-        return None
-    return _Fitted(mean, chol)
+    chol = _cholesky(torch.cov(z.T).reshape(d, d))
+    return None if chol is None else chol * 2.38 / d**0.5
 
 
 def _failed(steps: int, acceptance: float) -> dict:
     return {"log_z": float("nan"), "num_steps": steps, "acceptance": acceptance, "collapsed": True}
 
 
-def _next_temperature(log_w: torch.Tensor, beta: float, ess_min: float) -> float:
-    """The largest :math:`\\beta' \\le 1` whose increment keeps the ESS at ``ess_min`` (bisection)."""
-    if effective_sample_size((1.0 - beta) * log_w) >= ess_min:
-        return 1.0
-    lo, hi = beta, 1.0
+def furthest_keeping_ess(
+    ess_at: Callable[[float], float], lo: float, hi: float, ess_min: float, tolerance: float = 0.0
+) -> float:
+    r"""Bisection for the furthest :math:`x \in [lo, hi]` with ``ess_at(x) >= ess_min``, the
+    ESS falling as :math:`x` grows (50 halvings, or until the bracket is under
+    ``tolerance``); returns the bracket's low end.
+
+    >>> round(furthest_keeping_ess(lambda x: 100 * (1 - x), 0.0, 1.0, 25.0), 6)
+    0.75
+    """
     for _ in range(50):
         mid = (lo + hi) / 2
-        if effective_sample_size((mid - beta) * log_w) >= ess_min:
+        if ess_at(mid) >= ess_min:
             lo = mid
         else:
             hi = mid
-    return max(lo, beta + 1e-12)
+        if hi - lo < tolerance:
+            break
+    return lo
+
+
+def _next_temperature(log_w: torch.Tensor, beta: float, ess_min: float) -> float:
+    r"""The largest :math:`\beta' \le 1` whose increment keeps the ESS at ``ess_min``."""
+
+    def ess_at(b: float) -> float:
+        return effective_sample_size((b - beta) * log_w)
+
+    if ess_at(1.0) >= ess_min:
+        return 1.0
+    return max(furthest_keeping_ess(ess_at, beta, 1.0, ess_min), beta + 1e-12)
 
 
 def tempered_log_normaliser(
@@ -150,12 +152,13 @@ def tempered_log_normaliser(
         mean = weights @ z
         centred = z - mean
         cov = (weights[:, None] * centred).T @ centred / (1 - weights.pow(2).sum())
-        fitted = _gaussian(mean, cov)
+        chol = _cholesky((cov + cov.T) / 2)
+        fitted = None if chol is None else FlatGaussian(mean, scale_tril=chol)
         index = _rng.multinomial(weights, num, generator)
         z, lq, lt = z[index], lq[index], lt[index]
         for move in range(num_moves):
             if move % 2 == 0 and fitted is not None:
-                proposal = fitted.sample_with(generator, num, like=z)
+                proposal = fitted.sample(num, generator)
                 correction = fitted.log_prob(z) - fitted.log_prob(proposal)
             else:
                 factor = random_walk_factor(z)

@@ -34,7 +34,7 @@ from ..model_eval import as_values, forget_evaluator
 from ..options import OnUnreliable, choose
 from ..posteriors import WeightedSamples, posterior_view
 from ..targets import check_proper, divided_target_check, gaussian_view
-from ..tempering import random_walk_factor
+from ..tempering import furthest_keeping_ess, random_walk_factor
 
 AUTO_TAIL = 0.01  # lam="auto": the adjusted likelihood's ball holds 99% of a Gaussian q
 
@@ -72,15 +72,8 @@ def _next_progress(
 
     if ess_at(total) >= ess_min:
         return float(total)
-    lo, hi = progress, float(total)  # the ESS falls as more is removed: bisect
-    for _ in range(50):
-        mid = (lo + hi) / 2
-        if ess_at(mid) >= ess_min:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-3:
-            break
+    # the ESS falls as more is removed: bisect
+    lo = furthest_keeping_ess(ess_at, progress, float(total), ess_min, tolerance=1e-3)
     # snap to a whole factor when one lies in the bracket: fewer, cleaner steps
     whole = float(int(lo))
     return whole if whole > progress else max(lo, progress + 1e-3)
