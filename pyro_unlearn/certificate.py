@@ -396,12 +396,10 @@ def _density(posterior, model, args, model_kwargs, seed) -> tuple[PosteriorView,
         offset += size
     flat = torch.cat(columns, dim=-1)
     weights = (view.log_weights - view.log_weights.logsumexp(0)).exp().to(flat.dtype)
-    weights = weights.unsqueeze(-1)
-    mean = (weights * flat).sum(0)
-    centred = flat - mean
-    cov = (weights * centred).T @ centred / (1 - weights.pow(2).sum())
+    # torch.cov with aweights divides by 1 - sum(w^2) (normalised w): the unbiased weighted cov
+    cov = torch.cov(flat.T, aweights=weights).reshape(flat.shape[1], flat.shape[1])
     precision = torch.linalg.inv((cov + cov.T) / 2)
-    gaussian = FlatGaussian(mean, precision=(precision + precision.T) / 2)
+    gaussian = FlatGaussian(weights @ flat, precision=(precision + precision.T) / 2)
     return GaussianView(gaussian, layout, posterior), "moment-matched draws"
 
 

@@ -321,13 +321,12 @@ def _check_lam(lam):
     """``--lam``: None, ``"certified"``, or a finite number >= 0."""
     if lam is None or lam == "certified":
         return lam
+    from .infer.eubo import check_lam  # the library's rule (imported late: startup time)
+
     try:
-        value = float(lam)
+        return check_lam(lam)
     except (TypeError, ValueError):
-        value = float("nan")
-    if not 0.0 <= value < float("inf"):
-        raise UserError(f"--lam must be a number >= 0 or 'certified', got {lam!r}")
-    return value
+        raise UserError(f"--lam must be a number >= 0 or 'certified', got {lam!r}") from None
 
 
 def _certificate_text(row: dict) -> str:

@@ -22,8 +22,11 @@ class BayesianLogisticRegression:
     prior_scale: float = 1.0
 
     def model(self, X: torch.Tensor, y: torch.Tensor | None = None):
-        """Latent ``w`` (shape ``(D,)``); observed ``y`` in plate ``data``; vectorizes over particles."""
+        """Latent ``w`` (shape ``(D,)``); observed ``y`` in plate ``data``."""
         w = pyro.sample("w", dist.Normal(X.new_zeros(X.shape[1]), self.prior_scale).to_event(1))
         with pyro.plate("data", len(X)):
-            logits = (X * w).sum(-1)  # w: (D,) or (particles, 1, D)
+            # written as users write it: it does not broadcast over draws, and the model
+            # evaluator runs it under vmap, one batched matrix product per block of draws
+            # (the broadcasting form (X * w).sum(-1) builds a (draws, N, D) intermediate)
+            logits = X @ w
             return pyro.sample("y", dist.Bernoulli(logits=logits), obs=y)

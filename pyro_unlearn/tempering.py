@@ -149,11 +149,9 @@ def tempered_log_normaliser(
         weights = (increment - increment.logsumexp(0)).exp()
         # the next target's moments from the reweighted particles, before resampling
         # duplicates them: the independent proposal of the moves
-        mean = weights @ z
-        centred = z - mean
-        cov = (weights[:, None] * centred).T @ centred / (1 - weights.pow(2).sum())
+        cov = torch.cov(z.T, aweights=weights).reshape(z.shape[1], z.shape[1])
         chol = _cholesky((cov + cov.T) / 2)
-        fitted = None if chol is None else FlatGaussian(mean, scale_tril=chol)
+        fitted = None if chol is None else FlatGaussian(weights @ z, scale_tril=chol)
         index = _rng.multinomial(weights, num, generator)
         z, lq, lt = z[index], lq[index], lt[index]
         for move in range(num_moves):

@@ -467,6 +467,12 @@ def api_cases() -> list[Case]:
             "lam",
         ),
         C(
+            "eubo infinite lam",
+            lambda s: unlearn(s, s.Xe, s.ye, method="eubo", lam=float("inf")),
+            ValueError,
+            "finite",
+        ),
+        C(
             "eubo num_steps=0",
             lambda s: unlearn(s, s.Xe, s.ye, method="eubo", num_steps=0),
             pu.BadRequestError,

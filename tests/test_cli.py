@@ -110,6 +110,7 @@ def test_bench_quick_writes_tables(tmp_path, monkeypatch):
         (["demo", "--seed", "x"], "invalid int value"),
         (["demo", "--lam", "sometimes"], "--lam must be a number >= 0 or 'certified'"),
         (["demo", "--lam", "-0.1"], "--lam must be a number >= 0 or 'certified'"),
+        (["demo", "--lam", "inf"], "--lam must be a number >= 0 or 'certified'"),
     ]
     + ([(["demo", "--device", "cuda"], "no CUDA device")] if not torch.cuda.is_available() else []),
 )

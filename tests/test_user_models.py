@@ -632,3 +632,40 @@ def test_the_certificate_takes_every_conjugate_user_model(name):
         assert abs(cert.kl - true) <= 3 * cert.standard_error + 1e-9
     else:
         assert cert.kl <= true + 0.05
+
+
+def test_draws_per_run_follow_the_models_largest_tensor_and_never_change_the_answer():
+    """The evaluator runs as many draws at once as keep the largest tensor a model makes at
+    one draw within 16 MB: a BNN with 50 hidden units on 569 inputs (a 569 x 50 activation
+    per draw) gets fewer draws per run than with 3, and the broadcasting ``(X * w).sum(-1)``
+    fewer than ``X @ w``. Blocks change the speed only: the log-likelihoods are those of
+    blocks of 2048 (to rounding)."""
+    from pyro_unlearn.bench.evaluator import broadcasting_logistic, matmul_logistic
+    from pyro_unlearn.model_eval import ModelEvaluator
+
+    g = torch.Generator().manual_seed(0)
+    X, y = torch.randn(569, 31, generator=g), (torch.rand(569, generator=g) < 0.5).double()
+    x1, y1 = torch.randn(569, 1, generator=g), torch.randn(569, generator=g)
+    w = {"w": 0.1 * torch.randn(300, 31, generator=g)}
+    sizes = {}
+    for name, model, args, draws in (
+        ("broadcasting", broadcasting_logistic, (X, y), w),
+        ("matmul", matmul_logistic, (X, y), w),
+        ("bnn 50", um.BNN(hidden=50), (x1, y1), None),
+        ("bnn 3", um.BNN(hidden=3), (x1, y1), None),
+    ):
+        if draws is None:
+            trace = pyro.poutine.trace(model).get_trace(*args)
+            draws = {
+                n: s["value"] + 0.1 * torch.randn((300,) + s["value"].shape, generator=g)
+                for n, s in trace.nodes.items()
+                if s["type"] == "sample" and not s["is_observed"]
+            }
+        chosen = ModelEvaluator(model, args)
+        with torch.no_grad():
+            ours = chosen.log_likelihood(draws)
+            big = ModelEvaluator(model, args, chunk_size=2048).log_likelihood(draws)
+        assert torch.allclose(ours, big, rtol=1e-12, atol=1e-9), name
+        sizes[name] = chosen.chunk_size
+    assert sizes["broadcasting"] < sizes["matmul"] and sizes["bnn 50"] < sizes["bnn 3"]
+    assert sizes["broadcasting"] == pu.model_eval.draws_per_run(569 * 31 * 8)

@@ -21,8 +21,6 @@ import time
 import warnings
 from pathlib import Path
 
-import pyro
-import pyro.distributions as dist
 import torch
 
 from .. import _rng
@@ -35,6 +33,7 @@ from ..models import BayesianLogisticRegression
 from ..posteriors import posterior_view
 from ..references.retrain import retrain
 from . import banknote
+from .evaluator import broadcasting_logistic
 
 CACHE = Path(__file__).parent / "cache"
 NUM_CERTIFICATE = 10000
@@ -94,15 +93,16 @@ def breast_cancer_block(seed: int = 0, progress: bool = False) -> dict:
     posteriors["SVI retrain"] = svi_retrain
     rows, scored, ranking = _ranking(posteriors, model, X, y, forget_ids, ref, floor, seed)
 
-    # the certificate's cost is the model's: the same posterior through a model written X @ w
-    def matmul_model(X, y=None):
-        w = pyro.sample("w", dist.Normal(X.new_zeros(X.shape[1]), 1.0).to_event(1))
-        with pyro.plate("data", len(X)):
-            return pyro.sample("y", dist.Bernoulli(logits=X @ w), obs=y)
-
-    certify(svi_retrain, matmul_model, X, y, forget_mask=forget_ids, num_samples=100)  # warm
-    matmul = certify(
-        svi_retrain, matmul_model, X, y, forget_mask=forget_ids, num_samples=NUM_CERTIFICATE
+    # the certificate's cost is the model's: the same posterior through the model written to
+    # broadcast over draws, (X * w).sum(-1), which builds a (draws, N, D) intermediate
+    certify(svi_retrain, broadcasting_logistic, X, y, forget_mask=forget_ids, num_samples=100)
+    broadcasting = certify(
+        svi_retrain,
+        broadcasting_logistic,
+        X,
+        y,
+        forget_mask=forget_ids,
+        num_samples=NUM_CERTIFICATE,
     )
     seconds = sorted(r["cert_seconds"] for r in scored)
     median = seconds[len(seconds) // 2]
@@ -114,8 +114,8 @@ def breast_cancer_block(seed: int = 0, progress: bool = False) -> dict:
         "certificate_seconds_median": median,
         "svi_retrain_seconds": svi_seconds,
         "nuts_seconds": float(reference.seconds),
-        "matmul_certificate_seconds": matmul.seconds,
-        "matmul_certificate_kl": matmul.kl,
+        "broadcasting_certificate_seconds": broadcasting.seconds,
+        "broadcasting_certificate_kl": broadcasting.kl,
         "full_data_certificates": {
             "laplace": _cert_columns(laplace.certificate),
             "svi": _cert_columns(svi.certificate),
@@ -476,11 +476,12 @@ def markdown(results: dict) -> str:
         f"({bc['svi_retrain_seconds']:.3g} s) and {bc['certificate_seconds_median'] / bc['nuts_seconds']:.3g} "
         f"of a NUTS retrain ({bc['nuts_seconds']:.3g} s).",
         "",
-        f"The time is the model's: the same certificate of the SVI retrain through the model "
-        f"written `X @ w` (the library's model broadcasts `(X * w).sum(-1)`) took "
-        f"{bc['matmul_certificate_seconds']:.3g} s ({bc['matmul_certificate_seconds'] / bc['svi_retrain_seconds']:.3g} "
-        f"of the SVI retrain, {bc['matmul_certificate_seconds'] / bc['nuts_seconds']:.3g} of NUTS; "
-        f"KL {bc['matmul_certificate_kl']:.4g}).",
+        f"The time is the model's. The library's model is written `X @ w` (run under vmap, one "
+        f"matrix product per block of draws); the same certificate of the SVI retrain through "
+        f"the model written to broadcast, `(X * w).sum(-1)`, took "
+        f"{bc['broadcasting_certificate_seconds']:.3g} s ({bc['broadcasting_certificate_seconds'] / bc['svi_retrain_seconds']:.3g} "
+        f"of the SVI retrain, {bc['broadcasting_certificate_seconds'] / bc['nuts_seconds']:.3g} of NUTS; "
+        f"KL {bc['broadcasting_certificate_kl']:.4g}).",
         "",
         "q(theta|D)'s own error (full-data certificate, computed by the fitters): "
         + ", ".join(

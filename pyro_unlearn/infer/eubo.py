@@ -62,9 +62,12 @@ class _AdjustedLikelihood(Messenger):
 
 
 def check_lam(lam: float) -> float:
+    """``lam`` as a float, or a ``ValueError`` unless it is a finite number >= 0."""
     lam = float(lam)
-    if not lam >= 0:
-        raise ValueError(f"lam (the adjusted-likelihood threshold) must be >= 0, got {lam}")
+    if not 0.0 <= lam < math.inf:
+        raise ValueError(
+            f"lam (the adjusted-likelihood threshold) must be a finite number >= 0, got {lam}"
+        )
     return lam
 
 

@@ -27,6 +27,11 @@ records which:
 ``"loop"``
     One run per draw: takes anything.
 
+Draws are run in blocks of :func:`draws_per_run` (the ``chunk_size`` of the evaluator): as
+many as keep the largest tensor the model makes (measured at its first run) within
+:data:`~pyro_unlearn.model_eval.sites.BYTES_PER_RUN`, between 32 and 2048, so that a model's
+intermediates stay in the CPU's cache.
+
 Plates are evaluated whole. A subsampled plate (``pyro.plate("data", N, subsample_size=B)``)
 is run on every element, in chunks of :math:`B` whose unbiasing scale :math:`N/B` is undone, so
 each element counts once and nothing depends on a random subsample. Enumerated discrete sites
@@ -65,12 +70,13 @@ from .messengers import (
     PlateIndex,
     SetLatents,
 )
-from .sites import CHUNK_SIZE, PARTICLE_PLATE, PATHS, SiteInfo, as_values
+from .sites import CHUNK_SIZE, PARTICLE_PLATE, PATHS, SiteInfo, as_values, draws_per_run
 
 __all__ = [  # the API docs list the members in this order
     "PATHS",
     "PARTICLE_PLATE",
     "CHUNK_SIZE",
+    "draws_per_run",
     "ModelEvaluationError",
     "MissingLatentError",
     "SetLatents",

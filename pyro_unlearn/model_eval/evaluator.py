@@ -26,8 +26,8 @@ from .messengers import (
 )
 from .running import _Running
 from .sites import (
-    CHUNK_SIZE,
     PATHS,
+    LargestTensor,
     SiteInfo,
     _check_observed_shape,
     _Chunk,
@@ -35,6 +35,7 @@ from .sites import (
     _device,
     _dtype,
     _num_draws,
+    draws_per_run,
 )
 
 
@@ -53,8 +54,10 @@ class ModelEvaluator(_Running):
         Evaluate only these elements of this plate (indices over its full size).
     path : {"vectorized", "vmap", "loop"}, optional
         Force a path instead of probing for the fastest faithful one.
-    chunk_size : int
-        Draws per vectorized or vmapped run.
+    chunk_size : int, optional
+        Draws per vectorized or vmapped run; default
+        :func:`~pyro_unlearn.model_eval.sites.draws_per_run` of the values one run's log
+        probabilities hold per draw (2048 for small data sets, fewer for large ones).
     """
 
     def __init__(
@@ -67,7 +70,7 @@ class ModelEvaluator(_Running):
         plate_index: tuple[str, torch.Tensor] | None = None,
         latent_index: dict[str, torch.Tensor] | None = None,
         path: str | None = None,
-        chunk_size: int = CHUNK_SIZE,
+        chunk_size: int | None = None,
     ) -> None:
         if path is not None and path not in PATHS:
             raise ValueError(f"path must be one of {PATHS}, got {path!r}")
@@ -119,8 +122,10 @@ class ModelEvaluator(_Running):
     def _learn_structure(self, one: dict[str, torch.Tensor]) -> None:
         with torch.random.fork_rng(), torch.no_grad():  # enumerated sites are drawn here
             torch.manual_seed(0)
+            largest = LargestTensor()  # the intermediates' size, for the draws per run
             try:
-                trace = self._plain_trace(one, None, strict=True)
+                with largest:
+                    trace = self._plain_trace(one, None, strict=True)
             except MissingLatentError:
                 raise
             except Exception as error:
@@ -139,7 +144,9 @@ class ModelEvaluator(_Running):
                 enumerated = enumerated or _is_enumerated(site)
             self._nesting, self._enumerated = nesting, enumerated
             if enumerated or self._chunks[0] is not None:  # the run the evaluator will make
-                trace = self._plain_trace(one, self._chunks[0], strict=True)
+                largest = LargestTensor()
+                with largest:
+                    trace = self._plain_trace(one, self._chunks[0], strict=True)
         sites = {}
         for name, site in trace.nodes.items():
             if site["type"] != "sample" or isinstance(site["fn"], _Subsample):
@@ -180,6 +187,8 @@ class ModelEvaluator(_Running):
                         "points (mixture assignments) are summed out"
                     )
         self._sites = sites
+        if self.chunk_size is None:
+            self.chunk_size = draws_per_run(largest.bytes)
         if self._chunks == [None]:  # the whole run at the first draw: its log-likelihood sums
             with torch.no_grad():
                 outputs = self._outputs(trace, particle=False, request=LOG_PROB)
@@ -320,11 +329,10 @@ class ModelEvaluator(_Running):
     def log_joint(self, layout, z: torch.Tensor) -> torch.Tensor:
         r""":math:`\log p(\theta(z_s), D) + \log|\det\partial\theta/\partial z|` for rows of ``z``."""
         values = {site.name: site.constrain(z[:, site.slice]) for site in layout}
-        lps = self.site_log_probs(values)
         num = len(z)
         total = z.new_zeros(num)
-        for lp in lps.values():
-            total = total + lp.reshape(num, -1).sum(-1)
+        for lp in self._evaluate(values, _Request(total=True)).values():  # (S,) per site
+            total = total + lp
         for site in layout:
             z_site = z[:, site.slice].reshape((num,) + site.unconstrained_shape)
             jacobian = site.transform.log_abs_det_jacobian(z_site, values[site.name])

@@ -103,10 +103,12 @@ class SetLatents(Messenger):
 @dataclass(frozen=True)
 class _Request:
     """What a run returns: log probabilities (with other observed values), or a statistic of
-    each observed site's distribution."""
+    each observed site's distribution; with ``total``, each site's log probability summed per
+    draw, block by block (the per-element tensors of all draws are never held at once)."""
 
     observed: dict | None = None
     statistic: Callable | None = None
+    total: bool = False
 
 
 LOG_PROB = _Request()

@@ -124,7 +124,10 @@ class _Running:
             block = {k: v[start : start + self.chunk_size] for k, v in values.items()}
             n = _num_draws(block)
             by_chunk = [runner(block, chunk, n, request) for chunk in self._chunks]
-            parts.append(self._join_chunks(by_chunk, request))
+            part = self._join_chunks(by_chunk, request)
+            if request.total:
+                part = {name: lp.reshape(n, -1).sum(-1) for name, lp in part.items()}
+            parts.append(part)
         return {name: torch.cat([p[name] for p in parts]) for name in parts[0]}
 
     def _join_chunks(

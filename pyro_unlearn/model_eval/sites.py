@@ -7,12 +7,48 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .messengers import ModelEvaluationError
 
 PATHS = ("vectorized", "vmap", "loop")
 PARTICLE_PLATE = "_unlearn_particles"
-CHUNK_SIZE = 2048  # draws per vectorized or vmapped run: bounds memory at S x |D| values
+CHUNK_SIZE = 2048  # most draws per vectorized or vmapped run
+MIN_CHUNK_SIZE = 32  # fewest: below it the per-run overhead of Pyro's handlers dominates
+BYTES_PER_RUN = 2**24  # 16 MB: a run's largest tensor, to stay in a CPU's cache
+
+
+def draws_per_run(largest_tensor_bytes: int) -> int:
+    """Draws per vectorized or vmapped run when the caller does not fix it.
+
+    ``largest_tensor_bytes`` is the largest tensor a run of the model makes at one draw (the
+    model's intermediates included: ``X * w`` before its sum, a network's activations). A run
+    of ``B`` draws makes it ``B`` times larger; keeping that within :data:`BYTES_PER_RUN`
+    keeps it in a CPU's cache, and fewer runs of more draws pay Pyro's per-run overhead less.
+    Measured on breast_cancer (569 rows, 31 weights, 10,000 draws), the broadcasting
+    ``(X * w).sum(-1)`` ran twice as fast in blocks of 118 as of 2048, and ``X @ w`` (whose
+    largest tensor is the logits) 1.4 times faster in blocks of 2048 than of 118.
+
+    >>> draws_per_run(569 * 31 * 8), draws_per_run(569 * 8), draws_per_run(10**8)
+    (118, 2048, 32)
+    """
+    fit = BYTES_PER_RUN // max(largest_tensor_bytes, 1)
+    return max(MIN_CHUNK_SIZE, min(CHUNK_SIZE, fit))
+
+
+class LargestTensor(TorchFunctionMode):
+    """Records the bytes of the largest tensor any torch function returns inside it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bytes = 0
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for value in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(value, torch.Tensor):
+                self.bytes = max(self.bytes, value.numel() * value.element_size())
+        return out
 
 
 @dataclass(frozen=True)
