@@ -4,12 +4,18 @@ any work, with a message naming the argument and the value."""
 from __future__ import annotations
 
 import math
+import weakref
+from collections import OrderedDict
 
 import torch
 
 from .errors import BadRequestError
 
 MAX_SEED = 2**63 - 1
+# tensors already found finite, by identity and in-place version: a later request on the same
+# data skips the O(|D|) scan (a tensor modified in place is scanned again)
+_FINITE: OrderedDict[int, tuple[weakref.ref, int]] = OrderedDict()
+_MAX_FINITE = 256
 
 
 def count(name: str, value, minimum: int = 1) -> int:
@@ -42,12 +48,23 @@ def finite_data(args: tuple, kwargs: dict | None = None) -> None:
     named += [(f"keyword argument {k!r}", v) for k, v in (kwargs or {}).items()]
     for name, value in named:
         for path, tensor in _tensors(value, name):
-            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            if not tensor.is_floating_point() or _known_finite(tensor):
+                continue
+            if not bool(torch.isfinite(tensor).all()):
                 bad = int((~torch.isfinite(tensor)).sum())
                 raise BadRequestError(
                     f"{path} (shape {tuple(tensor.shape)}) holds {bad} non-finite value(s) "
                     "(NaN or inf): remove or impute them before unlearning"
                 )
+            _FINITE[id(tensor)] = (weakref.ref(tensor), tensor._version)
+            _FINITE.move_to_end(id(tensor))
+            while len(_FINITE) > _MAX_FINITE:
+                _FINITE.popitem(last=False)
+
+
+def _known_finite(tensor: torch.Tensor) -> bool:
+    entry = _FINITE.get(id(tensor))
+    return entry is not None and entry[0]() is tensor and entry[1] == tensor._version
 
 
 def _tensors(value, path: str):

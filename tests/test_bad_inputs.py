@@ -1513,3 +1513,21 @@ def _fingerprint(result) -> bytes:
             for var in sorted(group.data_vars)
         )
     return b"".join(t.detach().contiguous().numpy().tobytes() for t in tensors)
+
+
+def test_data_found_finite_once_are_scanned_again_after_an_in_place_change():
+    """The finiteness scan of the data is remembered per tensor (identity and in-place
+    version), so a later request on the same data skips it; a NaN written in place, into the
+    tensor or through a view of it, is still refused."""
+    s = State()
+    X, y = s.X.clone(), s.y.clone()
+    pu.unlearn(s.model, s.guide, X, y, mask=s.mask, plate="data", method="laplace")
+    pu.unlearn(s.model, s.guide, X, y, mask=s.mask, plate="data", method="laplace")
+    X[5, 1] = float("nan")
+    with pytest.raises(pu.BadRequestError, match="argument 0 .* 1 non-finite"):
+        pu.unlearn(s.model, s.guide, X, y, mask=s.mask, plate="data", method="laplace")
+    X[5, 1] = 0.0
+    pu.unlearn(s.model, s.guide, X, y, mask=s.mask, plate="data", method="laplace")
+    y[2:4][0] = float("inf")  # through a view: the version counter is shared
+    with pytest.raises(pu.BadRequestError, match="argument 1 .* 1 non-finite"):
+        pu.unlearn(s.model, s.guide, X, y, mask=s.mask, plate="data", method="laplace")

@@ -560,6 +560,7 @@ def test_noncentred_hierarchical_model_moves_towards_nuts_retraining():
             )
 
 
+@pytest.mark.slow  # 35-40 s: keeps the default suite under 10 minutes
 def test_small_bayesian_neural_network_forgets_a_region_of_inputs():
     """The BNN's reference is an SVI retrain in the same family (fit_svi on the retained data):
     NUTS does not converge on this posterior (measured, 2 x 500 draws: r-hat 1.08 on the

@@ -65,6 +65,12 @@ def breast_cancer_block(seed: int = 0, progress: bool = False) -> dict:
         warmup_steps=1000, num_chains=4, seed=seed, progress_bar=progress,
         cache=CACHE / f"breast_cancer_nuts_seed{seed}_frac0.1_draws1000_chains4.nc",
     )  # fmt: skip
+    # the cached draws are the reference every benchmark shares; the cost ratio needs a NUTS
+    # retrain timed in this run, with the library's model as it is now
+    nuts_seconds = retrain(
+        model, X, y, forget_mask=forget_ids, plate="data", method="nuts", num_samples=1000,
+        warmup_steps=1000, num_chains=4, seed=seed, progress_bar=progress,
+    ).seconds  # fmt: skip
     chains = reference.samples["w"]
     ref = moment_matched(chains.reshape(-1, chains.shape[-1]))
     floor = float(
@@ -113,7 +119,8 @@ def breast_cancer_block(seed: int = 0, progress: bool = False) -> dict:
         **ranking,
         "certificate_seconds_median": median,
         "svi_retrain_seconds": svi_seconds,
-        "nuts_seconds": float(reference.seconds),
+        "nuts_seconds": float(nuts_seconds),
+        "cached_nuts_seconds": float(reference.seconds),
         "broadcasting_certificate_seconds": broadcasting.seconds,
         "broadcasting_certificate_kl": broadcasting.kl,
         "full_data_certificates": {
@@ -474,7 +481,7 @@ def markdown(results: dict) -> str:
         f"{bc['pairs_agreeing']} the same way. Certificate: median {bc['certificate_seconds_median']:.3g} s, "
         f"{bc['certificate_seconds_median'] / bc['svi_retrain_seconds']:.3g} of an SVI retrain "
         f"({bc['svi_retrain_seconds']:.3g} s) and {bc['certificate_seconds_median'] / bc['nuts_seconds']:.3g} "
-        f"of a NUTS retrain ({bc['nuts_seconds']:.3g} s).",
+        f"of a NUTS retrain ({bc['nuts_seconds']:.3g} s, timed in this run).",
         "",
         f"The time is the model's. The library's model is written `X @ w` (run under vmap, one "
         f"matrix product per block of draws); the same certificate of the SVI retrain through "
