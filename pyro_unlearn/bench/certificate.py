@@ -50,7 +50,7 @@ def _spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
-def breast_cancer_block(seed: int = 0, progress: bool = False) -> dict:
+def breast_cancer_block(seed: int = 0, progress: bool = False, quick: bool = False) -> dict:
     torch.set_default_dtype(torch.float64)
     torch.set_num_threads(1)
     X, y = breast_cancer()
@@ -66,8 +66,9 @@ def breast_cancer_block(seed: int = 0, progress: bool = False) -> dict:
         cache=CACHE / f"breast_cancer_nuts_seed{seed}_frac0.1_draws1000_chains4.nc",
     )  # fmt: skip
     # the cached draws are the reference every benchmark shares; the cost ratio needs a NUTS
-    # retrain timed in this run, with the library's model as it is now
-    nuts_seconds = retrain(
+    # retrain timed in this run, with the library's model as it is now (--quick: the cached
+    # reference's recorded time, labelled so)
+    nuts_seconds = reference.seconds if quick else retrain(
         model, X, y, forget_mask=forget_ids, plate="data", method="nuts", num_samples=1000,
         warmup_steps=1000, num_chains=4, seed=seed, progress_bar=progress,
     ).seconds  # fmt: skip
@@ -120,7 +121,7 @@ def breast_cancer_block(seed: int = 0, progress: bool = False) -> dict:
         "certificate_seconds_median": median,
         "svi_retrain_seconds": svi_seconds,
         "nuts_seconds": float(nuts_seconds),
-        "cached_nuts_seconds": float(reference.seconds),
+        "nuts_timed_in_this_run": not quick,
         "broadcasting_certificate_seconds": broadcasting.seconds,
         "broadcasting_certificate_kl": broadcasting.kl,
         "full_data_certificates": {
@@ -421,7 +422,7 @@ def smc_markdown(rows: list[dict]) -> str:
 
 def run(seed: int = 0, quick: bool = False, progress: bool = False) -> dict:
     out = {"conjugate": conjugate_block(seeds=5 if quick else 20)}
-    out["breast_cancer"] = breast_cancer_block(seed, progress)
+    out["breast_cancer"] = breast_cancer_block(seed, progress, quick)
     if banknote.DATA.exists():
         out["banknote"] = [banknote_block(s) for s in (0, 1)]
         out["banknote_ranking"] = [banknote_ranking_block(s, quick) for s in (0, 1)]
@@ -481,7 +482,12 @@ def markdown(results: dict) -> str:
         f"{bc['pairs_agreeing']} the same way. Certificate: median {bc['certificate_seconds_median']:.3g} s, "
         f"{bc['certificate_seconds_median'] / bc['svi_retrain_seconds']:.3g} of an SVI retrain "
         f"({bc['svi_retrain_seconds']:.3g} s) and {bc['certificate_seconds_median'] / bc['nuts_seconds']:.3g} "
-        f"of a NUTS retrain ({bc['nuts_seconds']:.3g} s, timed in this run).",
+        f"of a NUTS retrain ({bc['nuts_seconds']:.3g} s, "
+        + (
+            "timed in this run)."
+            if bc.get("nuts_timed_in_this_run")
+            else "the cached reference's recorded time: not measured beside the certificate)."
+        ),
         "",
         f"The time is the model's. The library's model is written `X @ w` (run under vmap, one "
         f"matrix product per block of draws); the same certificate of the SVI retrain through "

@@ -56,8 +56,8 @@ class ModelEvaluator(_Running):
         Force a path instead of probing for the fastest faithful one.
     chunk_size : int, optional
         Draws per vectorized or vmapped run; default
-        :func:`~pyro_unlearn.model_eval.sites.draws_per_run` of the values one run's log
-        probabilities hold per draw (2048 for small data sets, fewer for large ones).
+        :func:`~pyro_unlearn.model_eval.sites.draws_per_run` of the largest tensor the model
+        makes at one draw (32 to 2048 draws, fewer the larger the model's intermediates).
     """
 
     def __init__(
@@ -82,6 +82,7 @@ class ModelEvaluator(_Running):
         self.latent_index = latent_index  # local latents indexed to data sliced by the caller
         self.path = path
         self.chunk_size = chunk_size
+        self._fixed_chunk_size = chunk_size is not None  # else chosen with the structure
         self.tried: dict[str, str] = {}  # path or strategy -> why it was not taken
         self.strategy = "as given"  # how the forget elements are reached (forget_evaluator)
         self._sites: dict[str, SiteInfo] | None = None
@@ -187,7 +188,7 @@ class ModelEvaluator(_Running):
                         "points (mixture assignments) are summed out"
                     )
         self._sites = sites
-        if self.chunk_size is None:
+        if not self._fixed_chunk_size:
             self.chunk_size = draws_per_run(largest.bytes)
         if self._chunks == [None]:  # the whole run at the first draw: its log-likelihood sums
             with torch.no_grad():
