@@ -146,9 +146,10 @@ def unlearn(
         :func:`~pyro_unlearn.rkl_unlearn`) for Gaussian and flow guides; ``"smc"``
         (:func:`~pyro_unlearn.smc_unlearn`) for Gaussian and flow guides, in adaptive steps;
         ``"psis"`` (:func:`~pyro_unlearn.psis_unlearn`) for posterior draws; ``"pbu"``, ``"jit"``,
-        ``"neggrad"``, ``"ssd"``, ``"instance"``, ``"salun"``, ``"scrub"``, ``"l1_sparse"``
-        (:mod:`pyro_unlearn.classifiers`) for a trained torch classifier passed as ``guide``
-        (the last three take the retained data as ``x_retain=``, ``y_retain=``).
+        ``"neggrad"``, ``"ssd"``, ``"instance"``, ``"salun"``, ``"class_distillation"``,
+        ``"scrub"``, ``"l1_sparse"`` (:mod:`pyro_unlearn.classifiers`) for a trained torch
+        classifier passed as ``guide`` (the last four take the retained data as
+        ``x_retain=``, ``y_retain=``).
     mask, plate, sites
         Select the forget elements, as in :func:`~pyro_unlearn.forget`.
     model_kwargs : dict, optional

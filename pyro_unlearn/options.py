@@ -38,6 +38,7 @@ class Method(_Option):
     SSD = "ssd"  #: selective synaptic dampening
     INSTANCE = "instance"  #: instance-wise unlearning with adversarial examples
     SALUN = "salun"  #: saliency-masked random-label fine-tuning
+    CLASS_DISTILLATION = "class_distillation"  #: distillation without the forgotten classes
     SCRUB = "scrub"  #: teacher-student distillation, away on the forget set
     L1_SPARSE = "l1_sparse"  #: fine-tuning on the retained data with an l1 penalty
 

@@ -59,6 +59,11 @@ class State:
         self.mask[:3] = True
 
 
+def _class_zero(s: State) -> tuple:
+    """The tiny network, its class-0 examples to forget and the others retained."""
+    return s.net, s.xc[s.yc == 0], s.yc[s.yc == 0], s.xc[s.yc > 0], s.yc[s.yc > 0]
+
+
 class Snapshot:
     """The caller's objects and random state, to compare bit for bit afterwards."""
 
@@ -1192,6 +1197,38 @@ def api_cases() -> list[Case]:
             lambda s: unn.salun(s.net, s.xc[:4], s.yc[:4], s.xc, s.yc, sparsity=1.0),
             ValueError,
             "sparsity must be in",
+        ),
+        C(
+            "class_distillation examples of a retained class",
+            lambda s: unn.class_distillation(s.net, s.xc[:4], s.yc[:4], s.xc, s.yc),
+            pu.BadRequestError,
+            "forgets whole classes",
+        ),
+        C(
+            "class_distillation min_steps above max_steps",
+            lambda s: unn.class_distillation(*_class_zero(s), min_steps=5, max_steps=2),
+            pu.BadRequestError,
+            "min_steps <= max_steps",
+        ),
+        C(
+            "class_distillation learning rate 0",
+            lambda s: unn.class_distillation(*_class_zero(s), lr=0.0),
+            pu.BadRequestError,
+            "lr must be a positive number",
+        ),
+        C(
+            "class_distillation no forget examples per step",
+            lambda s: unn.class_distillation(*_class_zero(s), batch_size=0),
+            pu.BadRequestError,
+            "batch_size must be an integer >= 1",
+        ),
+        C(
+            "class_distillation through unlearn without the retained data",
+            lambda s: pu.unlearn(
+                unn.ClassifierModel(s.net), s.net, s.xc, s.yc, method="class_distillation"
+            ),
+            pu.BadRequestError,
+            "x_retain",
         ),
         C(
             "scrub empty retained set",

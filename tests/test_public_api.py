@@ -407,6 +407,22 @@ CALLS = {
         ),
         lambda r: r["num_models"] == 2 and r["retain_ratio"] == 1.0 and 0 < r["score"] <= 1,
     ),
+    "classifiers.class_distillation": (
+        lambda c: unn.class_distillation(
+            c["net"],
+            c["xc"][c["yc"] == 3],
+            c["yc"][c["yc"] == 3],
+            c["xc"][c["yc"] != 3],
+            c["yc"][c["yc"] != 3],
+            min_steps=1,
+            max_steps=3,
+        ),
+        lambda r: r[1]["steps"] <= 3 and isinstance(r[0], torch.nn.Module),
+    ),
+    "classifiers.forgotten_class_targets": (
+        lambda c: unn.forgotten_class_targets(c["net"], c["xc"][:4], torch.tensor([3])).exp(),
+        lambda r: bool((r[:, 3] == 0).all()) and torch.allclose(r.sum(-1), torch.ones(4)),
+    ),
     "classifiers.continual": (
         lambda c: unn.continual(
             unn.neggrad,

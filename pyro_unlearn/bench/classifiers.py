@@ -58,6 +58,7 @@ READS = {
     "instance (runner-up, 2 adv, 20 PGD)": "D_f; stops at the held-out accuracy outside classes",
     "instance (authors)": "D_f; stops at the held-out accuracy outside classes",
     "salun": "D_f and D_r",
+    "class_distillation": "D_f and a replay sample of D_r (whole classes only)",
     "scrub": "D_f and D_r",
     "l1_sparse": "D_r",
 }
@@ -87,7 +88,7 @@ def _methods(scenario: str, held_out_accuracy: float) -> dict[str, Callable]:
             seed=s,
         )[0]
 
-    return {
+    methods = {
         "original": lambda net, *_, s: net,
         "finetune": lambda net, xf, yf, xr, yr, xa, ya, s: unn.finetune(net, xr, yr, seed=s),
         "neggrad": lambda net, xf, yf, *_, s: unn.neggrad(
@@ -112,6 +113,11 @@ def _methods(scenario: str, held_out_accuracy: float) -> dict[str, Callable]:
         "scrub": lambda net, xf, yf, xr, yr, xa, ya, s: unn.scrub(net, xf, yf, xr, yr, seed=s)[0],
         "l1_sparse": lambda net, xf, yf, xr, yr, xa, ya, s: unn.l1_sparse(net, xr, yr, seed=s)[0],
     }
+    if scenario == "class":  # it refuses examples of classes the retained data still hold
+        methods["class_distillation"] = lambda net, xf, yf, xr, yr, xa, ya, s: (
+            unn.class_distillation(net, xf, yf, xr, yr, seed=s)[0]
+        )
+    return methods
 
 
 def _forget_mask(scenario: str, y, seed: int, forget_class: int | None) -> list[torch.Tensor]:

@@ -3,11 +3,12 @@
 One module per concept: ``training`` (train, retrain, fine-tune), one per method (``pbu`` with
 NegGrad, ``jit``, ``ssd``, ``instance`` with its PGD and importances), ``continual``
 (requests through a ledger), ``salun``, ``scrub`` and ``sparse`` (the stronger
-baselines), ``metrics``, ``ulira`` and ``challenge`` (privacy), ``fisher`` (importances);
+baselines), ``class_distillation`` (the library's own method for whole classes), ``metrics``, ``ulira`` and ``challenge`` (privacy), ``fisher`` (importances);
 ``methods`` holds their ``unlearn(..., method=...)`` forms.
 """
 
 from .challenge import bucket_points, challenge_score, forgetting_epsilon
+from .class_distillation import class_distillation, forgotten_class_targets
 from .continual import continual
 from .fisher import diagonal_fisher, output_sensitivity
 from .instance import (
@@ -36,6 +37,7 @@ __all__ = [
     "batch_output_importance",
     "bucket_points",
     "challenge_score",
+    "class_distillation",
     "continual",
     "instance_loss",
     "instance_unlearn",
@@ -46,6 +48,7 @@ __all__ = [
     "distillation_divergence",
     "finetune",
     "forgetting_epsilon",
+    "forgotten_class_targets",
     "jit",
     "js_divergence",
     "l1_sparse",

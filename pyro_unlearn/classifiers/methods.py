@@ -13,13 +13,16 @@ they iterate, a dict of diagnostics. Losses, each using only the forget set
   (squared minibatch gradients, :func:`minibatch_importance`).
 * SalUn: random-label fine-tuning on :math:`D_r \cup D_f` of the weights whose forget-loss
   gradient is largest (:func:`weight_saliency`).
+* Class distillation: distillation from the trained network conditioned on the forgotten
+  classes' absence on :math:`D_f`, and from the trained network on a replay of :math:`D_r`
+  (whole classes only; :mod:`~pyro_unlearn.classifiers.class_distillation`).
 * SCRUB: distillation from the trained network, away from it on :math:`D_f`, towards it
   (and the labels) on :math:`D_r`.
 * :math:`\ell_1`-sparse: fine-tuning on :math:`D_r` with a decaying :math:`\ell_1` penalty
   (never reads :math:`D_f`).
 * Fine-tuning and retraining use the retained data :math:`D_r` (baselines).
 
-SalUn, SCRUB and :math:`\ell_1`-sparse take the retained data as ``x_retain=``, ``y_retain=``
+SalUn, class distillation, SCRUB and :math:`\ell_1`-sparse take the retained data as ``x_retain=``, ``y_retain=``
 options of :func:`~pyro_unlearn.unlearn`.
 
 :data:`UNLEARN_METHODS` holds their ``unlearn(..., method=name)`` forms for the API's table.
@@ -31,6 +34,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .class_distillation import class_distillation
 from .instance import instance_unlearn
 from .jit import jit
 from .pbu import neggrad, pbu
@@ -76,6 +80,7 @@ UNLEARN_METHODS: dict[str, Callable] = {
     "ssd": _unlearn_form("ssd", ssd),
     "instance": _unlearn_form("instance", instance_unlearn),
     "salun": _unlearn_form("salun", salun),
+    "class_distillation": _unlearn_form("class_distillation", class_distillation),
     "scrub": _unlearn_form("scrub", scrub),
     "l1_sparse": _unlearn_form("l1_sparse", l1_sparse, reads="none"),
 }

@@ -109,7 +109,8 @@ def test_l1_sparse_shrinks_the_weights_and_never_reads_the_forget_set(tiny):
 
 @pytest.mark.parametrize(
     "method, options",
-    [("salun", {}), ("scrub", {"lr": 5e-3, "epochs": 5})],  # SCRUB: its MLP learning rate
+    # SCRUB at its MLP learning rate
+    [("salun", {}), ("class_distillation", {}), ("scrub", {"lr": 5e-3, "epochs": 5})],
 )
 def test_a_class_forgotten_close_to_retraining(trained, method, options):
     """Class 5 of digits (not the benchmark's favourite class 3): forget accuracy at most
