@@ -3,8 +3,8 @@
 One module per concept: ``training`` (train, retrain, fine-tune), one per method (``pbu`` with
 NegGrad, ``jit``, ``ssd``, ``instance`` with its PGD and importances), ``continual``
 (requests through a ledger), ``salun``, ``scrub`` and ``sparse`` (the stronger
-baselines), ``class_distillation`` (the library's own method for whole classes), ``metrics``, ``ulira`` and ``challenge`` (privacy), ``fisher`` (importances);
-``methods`` holds their ``unlearn(..., method=...)`` forms.
+baselines), ``class_distillation`` (the library's own method for whole classes),
+``metrics``, ``ulira`` and ``challenge`` (privacy), ``fisher`` (importances); ``methods`` holds their ``unlearn(..., method=...)`` forms.
 """
 
 from .challenge import bucket_points, challenge_score, forgetting_epsilon

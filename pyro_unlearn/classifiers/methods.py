@@ -22,8 +22,8 @@ they iterate, a dict of diagnostics. Losses, each using only the forget set
   (never reads :math:`D_f`).
 * Fine-tuning and retraining use the retained data :math:`D_r` (baselines).
 
-SalUn, class distillation, SCRUB and :math:`\ell_1`-sparse take the retained data as ``x_retain=``, ``y_retain=``
-options of :func:`~pyro_unlearn.unlearn`.
+SalUn, class distillation, SCRUB and :math:`\ell_1`-sparse take the retained data as
+``x_retain=``, ``y_retain=`` options of :func:`~pyro_unlearn.unlearn`.
 
 :data:`UNLEARN_METHODS` holds their ``unlearn(..., method=name)`` forms for the API's table.
 """
