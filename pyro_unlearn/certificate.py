@@ -27,9 +27,11 @@ The log-mean-exp errs low when the weights are heavy-tailed, so an unreliable es
 :math:`\hat k` of the weights is at most 1/2 (finite variance, so a central limit theorem
 and a standard error; PSIS's own threshold, 0.7, bounds where the *value* is still usable)
 and the estimate is no longer rising with :math:`S` (the estimate from the first
-:math:`S/10` draws is beside it). While reliable,
-its standard error is the delta method's, with influence :math:`\phi_s = w_s/\bar w - \log w_s`:
-:math:`\mathrm{se} = \mathrm{sd}(\phi)/\sqrt S`. The certificate covers only the directions
+:math:`S/10` draws is beside it). While the fitted Pareto tail has finite variance, the
+largest weights in :math:`\bar w` are replaced by that tail's expectation and its variance
+enters the standard error (the delta method's, with influence
+:math:`\phi_s = w_s/\bar w - \log w_s`; see ``_estimate``): a sample that missed the few
+largest weights would otherwise be low in both the estimate and its error. The certificate covers only the directions
 the draws of :math:`q` explore: mass of the retrained posterior that :math:`q` never reaches
 shows up as a high :math:`\hat k`, never as a small KL.
 """
@@ -48,7 +50,13 @@ from .errors import BadRequestError, UnsupportedPosteriorError
 from .gaussian import FlatGaussian
 from .guides import LatentSite
 from .handlers import retain
-from .importance import PARETO_K_THRESHOLD, UNIFORM_ESS, effective_sample_size, pareto_smooth
+from .importance import (
+    PARETO_K_THRESHOLD,
+    UNIFORM_ESS,
+    effective_sample_size,
+    generalized_pareto_fit,
+    pareto_smooth,
+)
 from .masks import MaskLike
 from .model_eval import ModelEvaluator, forget_evaluator
 from .posteriors import GaussianView, PosteriorView, posterior_view
@@ -90,7 +98,8 @@ class Certificate:
         :math:`\mathrm{KL}(q_D\,\|\,p(\theta\mid D))` of the posterior unlearning started from,
         when it was computed at fit time: how much of the distance :math:`q_D` brought.
     log_z : float
-        :math:`\log\frac1S\sum_s w_s`, the estimate of the target's log normaliser (for
+        :math:`\log\hat Z`, the estimate of the target's log normaliser (with the fitted
+        tail while reliable, else the plain :math:`\log\frac1S\sum_s w_s`; for
         scope ``"retained"``, the log marginal likelihood of :math:`D_r`); ``log_z - kl`` is
         :math:`\frac1S\sum_s\log w_s`, unbiased for any :math:`q`.
     kl_smc, smc_standard_error : float
@@ -249,9 +258,9 @@ def certify(
             "the log weights have NaNs: the model's log density is undefined at draws of the "
             "posterior (check that the data and the posterior belong to this model)"
         )
-    kl, se = _estimate(log_w)
+    kl, se, log_z = _estimate(log_w)
     tenth = max(num_samples // 10, 2)
-    kl_tenth, se_tenth = _estimate(log_w[:tenth])
+    kl_tenth, se_tenth, _ = _estimate(log_w[:tenth])
     _, pareto_k = pareto_smooth(log_w)
     reasons = []
     ess = effective_sample_size(log_w)
@@ -265,13 +274,16 @@ def certify(
         )
     if not math.isfinite(kl):
         reasons.append("the estimate is not finite (draws outside the target's support)")
-    log_z = float(log_w.logsumexp(0)) - math.log(num_samples)
     kl_smc = smc_se = float("nan")
     if cross_check and math.isfinite(kl):
         kl_smc, smc_se, disagreement = _smc_cross_check(
             view, log_target_of, log_w, log_z, generator
         )
         reasons.extend(disagreement)
+    if reasons:  # a lower bound: the plain log-mean-exp, low in expectation (Jensen), not the
+        # fitted tail's mean, which can overshoot a tail it does not model
+        kl, _, log_z = _estimate(log_w, fitted_tail=False)
+        kl_tenth, _, _ = _estimate(log_w[:tenth], fitted_tail=False)
     certificate = Certificate(
         kl=kl,
         scope=scope,
@@ -293,22 +305,63 @@ def certify(
     return certificate
 
 
-def _estimate(log_w: torch.Tensor) -> tuple[float, float]:
-    """``(KL-hat, delta-method se)`` from log weights: log-mean-exp minus the mean."""
+def _estimate(log_w: torch.Tensor, fitted_tail: bool = True) -> tuple[float, float, float]:
+    r"""``(KL-hat, delta-method se, log Z-hat)`` from log weights.
+
+    With ``fitted_tail`` (else the plain mean), :math:`\hat Z` is the mean of the weights with the :math:`M` largest (PSIS's tail length)
+    replaced by their expectation under the generalized Pareto tail fitted to them, and the
+    variance of :math:`w` in the standard error is the fitted tail's too, while its shape is
+    below 1/2 (finite variance):
+
+    .. math::
+
+        \hat Z = \tfrac1S\Big(\sum_{\text{bulk}} w_s + M\big(u + \tfrac{\sigma}{1-\xi}\big)\Big),
+        \qquad
+        \widehat{\mathbb E w^2} = \tfrac1S\Big(\sum_{\text{bulk}} w_s^2 + M\big(u^2
+        + \tfrac{2u\sigma}{1-\xi} + \tfrac{2\sigma^2}{(1-\xi)(1-2\xi)}\big)\Big),
+
+    with :math:`u` the largest bulk weight. The sample mean of a skewed tail is low exactly
+    when its few large weights were missed, and so is the sample variance: the plain
+    estimate then errs low by several of its own standard errors (on conjugate models, 22 of
+    1815 reliable runs beyond 3 se, mean z down to -1.9; with the fitted tail 6 of 1831;
+    ``docs/certificate.md``).
+    """
     num = len(log_w)
-    finite = log_w[torch.isfinite(log_w)]
-    if len(finite) < num:  # a draw outside the target's support: KL is infinite
-        return float("inf"), float("nan")
-    log_mean = float(log_w.logsumexp(0)) - math.log(num)
+    if not bool(torch.isfinite(log_w).all()):  # a draw outside the target's support: KL = inf
+        return float("inf"), float("nan"), float(log_w.logsumexp(0)) - math.log(num)
+    shift = float(log_w.max())
+    weights = (log_w - shift).exp()
+    first, second = float(weights.mean()), float(weights.pow(2).mean())
+    tail = _tail_length(num)
+    ordered = weights.sort().values
+    bulk, cutoff = ordered[: num - tail], float(ordered[num - tail - 1])
+    excess = (ordered[num - tail :] - cutoff).numpy()
+    if fitted_tail and tail >= 5 and excess[int(tail / 4 + 0.5) - 1] > 1e-12:  # not rounding noise
+        xi, sigma = generalized_pareto_fit(excess)
+        if xi < 0.5:
+            mean_tail = cutoff + sigma / (1 - xi)
+            square_tail = cutoff**2 + 2 * cutoff * sigma / (1 - xi)
+            square_tail += 2 * sigma**2 / ((1 - xi) * (1 - 2 * xi))
+            first = (float(bulk.sum()) + tail * mean_tail) / num
+            second = (float(bulk.pow(2).sum()) + tail * square_tail) / num
+    log_mean = math.log(first) + shift
     kl = log_mean - float(log_w.mean())
-    influence = (log_w - log_mean).exp() - log_w
-    return kl, float(influence.std() / math.sqrt(num))
+    # influence of (log Z-hat, mean log w): phi = w / Z - log w, its variance with the part
+    # of E[w^2] the fitted tail adds beyond the draws'
+    unseen = max(second - float(weights.pow(2).mean()), 0.0) / first**2
+    variance = float((weights / first - log_w).var()) + unseen
+    return kl, math.sqrt(variance / num), log_mean
+
+
+def _tail_length(num: int) -> int:
+    """PSIS's tail length for independent draws: min(S/5, 3 sqrt(S))."""
+    return int(min(num / 5, 3 * math.sqrt(num)))
 
 
 def _smc_cross_check(view, log_target_of, log_w, log_z_is, generator):
     r"""``(KL by SMC, its se, reasons)``: :math:`\log Z` by :data:`SMC_REPLICAS` tempered SMC
     runs from fresh draws of :math:`q`, the mean of :math:`\log w` from the certificate's
-    weights ``log_w``, whose log-mean-exp is ``log_z_is``.
+    weights ``log_w``, whose :math:`\log\hat Z` is ``log_z_is``.
 
     The replicas' :math:`\hat Z_r` are averaged (:math:`\hat Z` is unbiased, its log is not);
     the se of :math:`\log\bar Z` is the sd of :math:`\log\hat Z_r` over :math:`\sqrt R`. The

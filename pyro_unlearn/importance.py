@@ -33,6 +33,45 @@ def pareto_smooth(log_ratios: torch.Tensor, reff: float = 1.0) -> tuple[torch.Te
     return smoothed - smoothed.logsumexp(0), float(k)
 
 
+def generalized_pareto_fit(excesses: np.ndarray) -> tuple[float, float]:
+    r"""Shape :math:`\xi` and scale :math:`\sigma` of a generalized Pareto distribution fitted to
+    positive excesses, as PSIS fits the tail of importance ratios.
+
+    Zhang and Stephens (2009): the profile log likelihood in :math:`\theta = -\xi/\sigma`,
+
+    .. math::
+
+        \ell(\theta) = n\big(\log(-\theta/\xi(\theta)) - \xi(\theta) - 1\big), \qquad
+        \xi(\theta) = \tfrac1n\textstyle\sum_i \log(1 - \theta x_i),
+
+    averaged over a grid of :math:`\theta` with weights :math:`\propto e^{\ell}`; then
+    :math:`\sigma = -\xi(\hat\theta)/\hat\theta` and the shape shrunk towards 1/2 by PSIS's
+    weakly informative prior, :math:`(n\xi + 5)/(n + 10)`. Hand-written rather than
+    ``scipy.stats.genpareto.fit``: the maximum-likelihood fit takes 25 ms (a tenth of a
+    certificate) and its shape is not the :math:`\hat k` that PSIS reports beside it.
+
+    >>> from scipy.stats import genpareto
+    >>> x = genpareto.rvs(0.3, scale=2.0, size=4000, random_state=0)
+    >>> shape, scale = generalized_pareto_fit(x)
+    >>> round(shape, 1), round(scale, 1)
+    (0.3, 2.0)
+    """
+    x = np.sort(np.asarray(excesses, dtype=np.float64))
+    n = len(x)
+    grid = 30 + int(math.sqrt(n))
+    quartile = x[int(n / 4 + 0.5) - 1]
+    theta = 1 / x[-1] + (1 - np.sqrt(grid / (np.arange(1, grid + 1) - 0.5))) / (3 * quartile)
+    shape = np.log1p(-theta[:, None] * x).mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        profile = n * (np.log(-theta / shape) - shape - 1)
+    keep = np.isfinite(profile)
+    weights = np.exp(profile[keep] - profile[keep].max())
+    theta_hat = float((weights * theta[keep]).sum() / weights.sum())
+    xi = float(np.log1p(-theta_hat * x).mean())
+    sigma = -xi / theta_hat
+    return (n * xi + 10 * 0.5) / (n + 10), sigma
+
+
 def relative_efficiency(log_ratios: torch.Tensor, chains: int) -> float:
     """``reff`` of PSIS as ArviZ's ``loo`` computes it: the ESS of the mean of the ratios
     (arranged by chain) over the number of draws; 1 for independent draws (one chain)."""

@@ -303,6 +303,13 @@ PERTURBATIONS = (
 )
 
 
+#: the certificate's draws are seeded apart from the data: both streams start from ``seed``, and
+#: draws that replay the normals the data were made from are correlated with the data (with
+#: one seed for both, a q shifted 0.3 sd and 1.5x wider erred by 3.6 and 4.1 se in two of
+#: 400 runs; from fresh draws on the same two data sets, by less than 1 se)
+DRAWS_SEED = 100_003
+
+
 def _conjugate_case(d: int, seed: int, shift: float, scale: float):
     """Bayesian linear regression (200 rows, the first 20 forgotten) and a Gaussian guide:
     the exact retrained posterior, mean shifted by ``shift`` sds, covariance times ``scale``."""
@@ -333,7 +340,7 @@ def conjugate_block(dims=(5, 30), seeds: int = 20) -> list[dict]:
             errors, z, flagged, seconds, trues = [], [], 0, [], []
             for seed in range(seeds):
                 model, guide, X, y, forget, true = _conjugate_case(d, seed, shift, scale)
-                cert = certify(guide, model, X, y, forget_mask=forget, seed=seed)
+                cert = certify(guide, model, X, y, forget_mask=forget, seed=DRAWS_SEED + seed)
                 trues.append(true)
                 seconds.append(cert.seconds)
                 if cert.reliable:
@@ -375,7 +382,9 @@ def smc_cross_check_block(dims=(5, 30), seeds: int = 3) -> list[dict]:
             runs = []
             for seed in range(seeds):
                 model, guide, X, y, forget, true = _conjugate_case(d, seed, shift, scale)
-                cert = certify(guide, model, X, y, forget_mask=forget, seed=seed, cross_check=True)
+                cert = certify(
+                    guide, model, X, y, forget_mask=forget, seed=DRAWS_SEED + seed, cross_check=True
+                )
                 by_is = [r for r in cert.reasons if "SMC" not in r]
                 runs.append(
                     {
@@ -421,7 +430,7 @@ def smc_markdown(rows: list[dict]) -> str:
 
 
 def run(seed: int = 0, quick: bool = False, progress: bool = False) -> dict:
-    out = {"conjugate": conjugate_block(seeds=5 if quick else 20)}
+    out = {"conjugate": conjugate_block(seeds=5 if quick else 60)}
     out["breast_cancer"] = breast_cancer_block(seed, progress, quick)
     if banknote.DATA.exists():
         out["banknote"] = [banknote_block(s) for s in (0, 1)]
@@ -453,20 +462,26 @@ def _posterior_table(rows: list[dict], extra: dict | None = None) -> list[str]:
 
 def markdown(results: dict) -> str:
     bc = results["breast_cancer"]
+    conjugate = results.get("conjugate", [])
+    runs = conjugate[0]["reliable"] + conjugate[0]["flagged"] if conjugate else 0
     lines = [
-        "**Conjugate linear regression** (200 rows, 20 forgotten; q = the exact retrained "
-        "posterior, mean shifted by `shift` posterior sds, covariance times `scale`; "
-        f"{NUM_CERTIFICATE} draws; z = error / stated se over the runs flagged reliable).",
+        f"**Conjugate linear regression** ({runs} data sets per row, each 200 rows with 20 "
+        "forgotten; q = the exact retrained posterior, mean shifted by `shift` posterior sds, "
+        f"covariance times `scale`; {NUM_CERTIFICATE} draws, seeded apart from the data; "
+        "z = error / stated se over the runs flagged reliable).",
         "",
         "| d | shift | scale | true KL | reliable / flagged | bias | error sd | z sd | max abs z | within 3 se | seconds |",
         "|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
-    for r in results.get("conjugate", []):
+    for r in conjugate:
         lines.append(
             f"| {r['d']} | {r['shift']} | {r['scale']} | {r['true_kl']:.4g} | {r['reliable']} / "
             f"{r['flagged']} | {r['bias']:.2g} | {r['error_sd']:.2g} | {r['z_sd']:.2f} | "
             f"{r['max_abs_z']:.2f} | {r['within_3_se']} of {r['reliable']} | {r['seconds']:.3g} |"
         )
+    reliable = sum(r["reliable"] for r in conjugate)
+    within = sum(r["within_3_se"] for r in conjugate)
+    lines += ["", f"Of the {reliable} runs flagged reliable, {within} are within 3 se."]
     lines += [
         "",
         f"**{bc['setting']}.** NUTS-based KL: moment-matched KL to the NUTS reference "
