@@ -81,7 +81,8 @@ class Certificate:
         The target: the retrained posterior, the full-data posterior, or the divided-out
         target :math:`q_D/p(D_e\mid\theta)` (a diagnostic).
     standard_error : float
-        Delta-method standard error while reliable; NaN otherwise.
+        Delta-method standard error (with the fitted tail's variance) while reliable; NaN
+        otherwise.
     pareto_k, ess : float
         Pareto :math:`\hat k` and Kish effective sample size of the weights.
     num_samples : int
