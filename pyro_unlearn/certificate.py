@@ -31,9 +31,9 @@ and the estimate is no longer rising with :math:`S` (the estimate from the first
 largest weights in :math:`\bar w` are replaced by that tail's expectation and its variance
 enters the standard error (the delta method's, with influence
 :math:`\phi_s = w_s/\bar w - \log w_s`; see ``_estimate``): a sample that missed the few
-largest weights would otherwise be low in both the estimate and its error. The certificate covers only the directions
-the draws of :math:`q` explore: mass of the retrained posterior that :math:`q` never reaches
-shows up as a high :math:`\hat k`, never as a small KL.
+largest weights would otherwise be low in both the estimate and its error. The certificate
+covers only the directions the draws of :math:`q` explore: mass of the retrained posterior
+that :math:`q` never reaches shows up as a high :math:`\hat k`, never as a small KL.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ import torch
 from pyro.distributions.transforms import biject_to
 
 from . import _checks, _rng
+from .arviz_compat import _tail_length
 from .errors import BadRequestError, UnsupportedPosteriorError
 from .gaussian import FlatGaussian
 from .guides import LatentSite
@@ -309,10 +310,10 @@ def certify(
 def _estimate(log_w: torch.Tensor, fitted_tail: bool = True) -> tuple[float, float, float]:
     r"""``(KL-hat, delta-method se, log Z-hat)`` from log weights.
 
-    With ``fitted_tail`` (else the plain mean), :math:`\hat Z` is the mean of the weights with the :math:`M` largest (PSIS's tail length)
-    replaced by their expectation under the generalized Pareto tail fitted to them, and the
-    variance of :math:`w` in the standard error is the fitted tail's too, while its shape is
-    below 1/2 (finite variance):
+    With ``fitted_tail`` (else the plain mean), :math:`\hat Z` is the mean of the weights with
+    the :math:`M` largest (PSIS's tail) replaced by their expectation under the generalized
+    Pareto tail fitted to them, and the variance of :math:`w` in the standard error is the
+    fitted tail's too, while its shape is below 1/2 (finite variance):
 
     .. math::
 
@@ -332,13 +333,18 @@ def _estimate(log_w: torch.Tensor, fitted_tail: bool = True) -> tuple[float, flo
         return float("inf"), float("nan"), float(log_w.logsumexp(0)) - math.log(num)
     shift = float(log_w.max())
     weights = (log_w - shift).exp()
-    first, second = float(weights.mean()), float(weights.pow(2).mean())
-    tail = _tail_length(num)
-    ordered = weights.sort().values
-    bulk, cutoff = ordered[: num - tail], float(ordered[num - tail - 1])
-    excess = (ordered[num - tail :] - cutoff).numpy()
-    if fitted_tail and tail >= 5 and excess[int(tail / 4 + 0.5) - 1] > 1e-12:  # not rounding noise
-        xi, sigma = generalized_pareto_fit(excess)
+    first, sample_second = float(weights.mean()), float(weights.pow(2).mean())
+    second = sample_second
+    tail = _tail_length(num, 1.0)  # the tail PSIS smooths for its k-hat
+    if fitted_tail and tail >= 5:
+        ordered = weights.sort().values
+        bulk, cutoff = ordered[: num - tail], float(ordered[num - tail - 1])
+        excess = (ordered[num - tail :] - cutoff).numpy()
+        xi, sigma = (
+            generalized_pareto_fit(excess)
+            if excess[int(tail / 4 + 0.5) - 1] > 1e-12  # a tail, not rounding noise
+            else (math.inf, math.nan)
+        )
         if xi < 0.5:
             mean_tail = cutoff + sigma / (1 - xi)
             square_tail = cutoff**2 + 2 * cutoff * sigma / (1 - xi)
@@ -349,14 +355,9 @@ def _estimate(log_w: torch.Tensor, fitted_tail: bool = True) -> tuple[float, flo
     kl = log_mean - float(log_w.mean())
     # influence of (log Z-hat, mean log w): phi = w / Z - log w, its variance with the part
     # of E[w^2] the fitted tail adds beyond the draws'
-    unseen = max(second - float(weights.pow(2).mean()), 0.0) / first**2
+    unseen = max(second - sample_second, 0.0) / first**2
     variance = float((weights / first - log_w).var()) + unseen
     return kl, math.sqrt(variance / num), log_mean
-
-
-def _tail_length(num: int) -> int:
-    """PSIS's tail length for independent draws: min(S/5, 3 sqrt(S))."""
-    return int(min(num / 5, 3 * math.sqrt(num)))
 
 
 def _smc_cross_check(view, log_target_of, log_w, log_z_is, generator):
