@@ -30,6 +30,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from .. import _rng
 from .. import classifiers as unn
@@ -43,6 +44,34 @@ ARCHITECTURES: dict[str, tuple[Callable, int]] = {
     "cnn": (unn.small_cnn, 15),
     "wide": (lambda: unn.mlp(hidden=(512, 512)), 50),
 }
+
+
+def _tanh_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(64, 48), nn.Tanh(), nn.Linear(48, 48), nn.Tanh(), nn.Linear(48, 10)
+    )
+
+
+def _gelu_mlp() -> nn.Module:
+    layers = [module for _ in range(3) for module in (nn.Linear(64, 64), nn.GELU())]
+    return nn.Sequential(*layers, nn.Linear(64, 10))
+
+
+def _batchnorm_mlp() -> nn.Module:
+    return nn.Sequential(
+        nn.Linear(64, 200), nn.BatchNorm1d(200), nn.ReLU(), nn.Dropout(0.2), nn.Linear(200, 10)
+    )
+
+
+#: networks outside the grid, to check defaults beyond the networks they were chosen on
+#: (``--architecture tanh narrow gelu batchnorm``: a whole class and a random 10% per seed)
+OTHER_ARCHITECTURES: dict[str, tuple[Callable, int]] = {
+    "tanh": (_tanh_mlp, 40),
+    "narrow": (lambda: unn.mlp(hidden=(32,)), 30),
+    "gelu": (_gelu_mlp, 30),
+    "batchnorm": (_batchnorm_mlp, 30),
+}
+NETWORKS = {**ARCHITECTURES, **OTHER_ARCHITECTURES}
 
 #: which data each method touches besides the trained network
 READS = {
@@ -149,7 +178,7 @@ def run_cell(
 ) -> dict:
     """Every method (or those in ``methods``) on one grid cell, from the trained ``net``;
     metrics and gaps per method."""
-    make_net, epochs = ARCHITECTURES[architecture]
+    make_net, epochs = NETWORKS[architecture]
     x, y, xt, yt = data["x_train"], data["y_train"], data["x_test"], data["y_test"]
     requests = _forget_mask(scenario, y, seed, forget_class)
     forget = torch.stack(requests).any(0)
@@ -227,8 +256,11 @@ def meets_targets(scenario: str, row: dict) -> bool:
     return all(abs(row[k]) <= v for k, v in EXAMPLE_TARGETS.items())
 
 
-def grid(quick: bool = False, seeds=(0, 1, 2)) -> list[tuple[str, str, int, int | None]]:
-    """The grid's cells: (architecture, scenario, seed, class)."""
+def grid(
+    quick: bool = False, seeds=(0, 1, 2), others: tuple[str, ...] = ()
+) -> list[tuple[str, str, int, int | None]]:
+    """The grid's cells: (architecture, scenario, seed, class); ``others`` (of
+    :data:`OTHER_ARCHITECTURES`) adds a whole class and a random 10% on those networks."""
     if quick:
         return [("mlp", "class", 0, c) for c in (0, 7)] + [
             ("mlp", s, 0, None) for s in ("random10", "instances", "sequence")
@@ -241,9 +273,10 @@ def grid(quick: bool = False, seeds=(0, 1, 2)) -> list[tuple[str, str, int, int 
                 (architecture, s, seed, None)
                 for s in ("random1", "random10", "instances", "sequence")
             ]
-    for seed in seeds:
-        cells += [("wide", "class", seed, c) for c in range(10)]
-        cells += [("wide", "random10", seed, None)]
+    for architecture in ["wide", *others]:
+        for seed in seeds:
+            cells += [(architecture, "class", seed, c) for c in range(10)]
+            cells += [(architecture, "random10", seed, None)]
     return cells
 
 
@@ -258,12 +291,13 @@ def run(
     trained: dict = {}
     cells = []
     try:
-        for architecture, scenario, seed, forget_class in grid(quick, seeds):
+        others = tuple(a for a in architectures or () if a in OTHER_ARCHITECTURES)
+        for architecture, scenario, seed, forget_class in grid(quick, seeds, others):
             if architectures and architecture not in architectures:
                 continue
             if (architecture, seed) not in trained:
                 data = digits(seed=seed)
-                make_net, epochs = ARCHITECTURES[architecture]
+                make_net, epochs = NETWORKS[architecture]
                 net = unn.retrain(
                     make_net, data["x_train"], data["y_train"], epochs=epochs, seed=seed
                 )
@@ -364,7 +398,12 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--architecture", nargs="+", choices=sorted(ARCHITECTURES), default=None)
+    parser.add_argument(
+        "--architecture",
+        nargs="+",
+        choices=sorted(NETWORKS),
+        default=None,
+    )
     parser.add_argument("--methods", nargs="+", default=None, help="run these methods only")
     parser.add_argument("--json", default=None, help="write every cell (rounded) to this file")
     parser.add_argument("--ulira", action="store_true", help="also run the privacy benchmarks")
