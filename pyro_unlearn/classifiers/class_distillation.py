@@ -26,12 +26,12 @@ Unlike gradient ascent the objective has a minimum, 0 at a network that predicts
 on the forget images and :math:`p^*` on the retained ones, so there is nothing to stop
 early against. What sets the budget is the shape of the run, measured on digits: the first
 steps push the forget set out of :math:`C_f` and knock neighbouring classes about (test
-accuracy falls by up to 5 points), and the replay then repairs them. So the learning rate is kept until the step
-:math:`t_1` at which no forget image is predicted in :math:`C_f` (the whole forget set is
-checked whenever a step's minibatch has none there: a clean minibatch alone came early on
-networks that learn slower, and left up to 5% of a class behind), and the run goes on to
-``repair`` :math:`\times\, t_1` steps in all (within ``[min_steps, max_steps]``) with the
-learning rate falling linearly to 0 after :math:`t_1`.
+accuracy falls by up to 5 points), and the replay then repairs them. So the learning
+rate is kept until the step :math:`t_1` at which no forget image is predicted in
+:math:`C_f` (the whole forget set is checked whenever a step's minibatch has none there: a
+clean minibatch alone came early on networks that learn slower, and left up to 5% of a
+class behind), and the run goes on to ``repair`` :math:`\times\, t_1` steps in all (within
+``[min_steps, max_steps]``) with the learning rate falling linearly to 0 after :math:`t_1`.
 
 This is the library's own method. It is the two-teacher distillation of Chundawat et al.
 (AAAI 2023, "bad teacher") with the incompetent teacher replaced by the conditioned
@@ -155,11 +155,11 @@ def class_distillation(
         if forgot_at is None and _forgotten(student[:size], classes):
             with evaluating(new), torch.no_grad():  # then the whole forget set
                 whole = _forgotten(new(x_forget), classes)
-            forgot_at = step if whole else None
-        if forgot_at == step:
-            total = int(min(max(repair * max(step, 1), min_steps), max_steps))
-            if step >= total:
-                break
+            if whole:
+                forgot_at = step
+                total = int(min(max(repair * max(step, 1), min_steps), max_steps))
+                if step >= total:
+                    break
         if forgot_at is not None:  # linear decay to 0 over the repair
             for group in optim.param_groups:
                 group["lr"] = lr * (total - step) / max(total - forgot_at, 1)

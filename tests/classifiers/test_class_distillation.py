@@ -105,20 +105,14 @@ def test_the_whole_forget_set_leaves_the_class_on_a_network_that_learns_slower()
     than a ReLU one: a clean forget minibatch there came while 2-6% of the class was still
     in it. The step t1 is the first at which no forget image is: the network of that step
     (``repair=1``) has none left, and the default run ends within 0.02."""
-    from torch import nn
-
+    from pyro_unlearn.bench.classifiers import OTHER_ARCHITECTURES
     from pyro_unlearn.datasets import digits
 
     torch.set_num_threads(1)
     data = digits(seed=3)
     x, y = data["x_train"], data["y_train"]
-
-    def tanh_mlp():
-        return nn.Sequential(
-            nn.Linear(64, 48), nn.Tanh(), nn.Linear(48, 48), nn.Tanh(), nn.Linear(48, 10)
-        )
-
-    net = unn.retrain(tanh_mlp, x, y, epochs=40, seed=3)
+    tanh_mlp, epochs = OTHER_ARCHITECTURES["tanh"]
+    net = unn.retrain(tanh_mlp, x, y, epochs=epochs, seed=3)
     for forgotten in (0, 4, 7):
         forget = y == forgotten
         args = (net, x[forget], y[forget], x[~forget], y[~forget])
