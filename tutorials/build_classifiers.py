@@ -99,7 +99,10 @@ classes × 3 seeds × the MLP, the small CNN and a wide MLP whose retraining tak
 and on random 1% / 10%, five single images and five single-image requests in a row. A cell
 meets the full-class targets when forget accuracy ≤ 0.02, retain and test accuracy are
 within 0.02 of retraining's, the membership attack within 0.05, and the method is ≥ 10×
-faster. The committed results:"""),
+faster. Each cell also retrains a second network from another seed and judges it like a
+method, its speed excepted (`retrain (another seed)`): two networks that never saw the
+forgotten data differ by this much, so its share is about as high as any method's can be
+expected to go. The committed results:"""),
     code("""with open("pyro_unlearn/bench/results_classifiers.json") as handle:
     cells = json.load(handle)["cells"]
 summary = grid.summarise(cells)
@@ -124,8 +127,9 @@ worst = pd.DataFrame(
             "test gap (worst)": entry["test_gap"]["worst"],
             "MIA gap (worst)": entry["mia_gap"]["worst"],
             **{  # a method rerun on some networks only has no entry on the others
-                f"speed-up {network} (median)": summary[f"class / {network}"]
-                .get(method, {"speedup": {"median": float("nan")}})["speedup"]["median"]
+                f"speed-up {network} (median)": summary[f"class / {network}"].get(
+                    method, {"speedup": {"median": float("nan")}}
+                )["speedup"]["median"]
                 for network in ("mlp", "cnn", "wide")
             },
         }
@@ -135,11 +139,12 @@ worst = pd.DataFrame(
 ).T
 worst.round(3)"""),
     md("""- Class distillation, the library's own method for whole classes, meets every
-  full-class target in 88 of the 90 class cells (29 of the MLP's and the CNN's, all 30 of
-  the wide MLP's). Its two misses are accuracy gaps of −0.021 and −0.022; its slowest cell
-  is 11.9× faster than retraining. On four seeds the grid does not use it meets them in 111
-  of 120 cells (92–93% per pair of seeds), its worst cell a CNN that was weakly trained to
-  begin with (retain and test gaps −0.043, −0.049).
+  full-class target in 87 of the 90 class cells (28 of the MLP's, 29 of the CNN's, all 30
+  of the wide MLP's). Its misses are accuracy gaps of −0.021 and −0.022 and one speed-up of
+  9.3×; a second retraining meets the accuracy and attack targets in 88 of the 90. On four
+  seeds the grid does not use it meets them in 110 of 120 cells (90–93% per pair of seeds;
+  a second retraining: 115), its worst cell a CNN that was weakly trained to begin with
+  (retain and test gaps −0.043, −0.049).
 - Of the published methods none meets every target in 90% of the class cells. On the wide
   MLP, ℓ1-sparse does in 28 of 30 (its misses: 9.9× and a test gap of −0.022); on the small
   MLP and the CNN three epochs on the retained data do not forget the class.
@@ -161,10 +166,14 @@ data. Share of cells within 0.02 of retraining's forget and retain accuracy:""")
         for scenario in ("random1", "random10", "instances", "sequence")
     }
 ).drop(index="retrain").style.format("{:.0%}")"""),
-    md("""Doing nothing passes these targets in 44% of the random-10% cells, so they separate
-only the methods that damage the network: those that drive the forgotten images to
-misclassification (NegGrad, PBU, SSD, the runner-up recipe) lose up to 0.5–0.8 of retain
-accuracy over five requests in a row.
+    md("""Doing nothing passes these targets in 44% of the random-10% cells, a second retraining
+in 89% (8 of 9): a random 10% is 143 images, and 0.02 of it is three. SalUn's 7 of 9 did
+not hold on seven further splits (seeds 3 to 9,
+`pyro_unlearn/bench/results_classifiers_random_seeds3to9.md`): within both targets in 12
+of 21 cells, where doing nothing is in 10, ℓ1-sparse in 13 and a second retraining in 19.
+No method here forgets a random 10% as closely as retraining does again. Those that drive
+the forgotten images to misclassification (NegGrad, PBU, SSD, the runner-up recipe) lose up
+to 0.5–0.8 of retain accuracy over five requests in a row.
 
 ## 3. Requests in a row, through the ledger
 

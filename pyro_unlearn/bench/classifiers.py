@@ -73,10 +73,16 @@ OTHER_ARCHITECTURES: dict[str, tuple[Callable, int]] = {
 }
 NETWORKS = {**ARCHITECTURES, **OTHER_ARCHITECTURES}
 
+SCENARIOS = ("class", "random1", "random10", "instances", "sequence")
+
+#: a second retraining from another seed, judged like a method (its speed excepted)
+NOISE_FLOOR = "retrain (another seed)"
+
 #: which data each method touches besides the trained network
 READS = {
     "original": "nothing",
     "retrain": "D_r (from scratch)",
+    NOISE_FLOOR: "D_r (from scratch; the noise floor)",
     "finetune": "D_r",
     "neggrad": "D_f; stops at the held-out accuracy (test data) outside class forgetting",
     "pbu": "D_f; stops at the held-out accuracy (test data) outside class forgetting",
@@ -99,8 +105,15 @@ SPEEDUP_TARGET = 10.0
 EXAMPLE_TARGETS = {"forget_gap": 0.02, "retain_gap": 0.02}
 
 
-def _methods(scenario: str, held_out_accuracy: float) -> dict[str, Callable]:
-    """``name -> f(net, xf, yf, xr, yr, x_all, y_all, seed) -> net`` for one scenario."""
+def _methods(scenario: str, held_out_accuracy: float, architecture: str) -> dict[str, Callable]:
+    """``name -> f(net, xf, yf, xr, yr, x_all, y_all, seed) -> net`` for one scenario.
+
+    ``"retrain (another seed)"`` is the noise floor: a second network retrained on D_r from
+    another initialisation and data order, judged against the reference retraining like
+    every method. How often *it* meets the targets is how often any method can be expected
+    to, where the targets are as fine as one retraining's spread.
+    """
+    make_net, epochs = NETWORKS[architecture]
     target = 0.0 if scenario == "class" else held_out_accuracy
     sigma = 0.5 if scenario == "class" else 0.01  # JiT: the paper's full-class / sub-class noise
 
@@ -119,6 +132,9 @@ def _methods(scenario: str, held_out_accuracy: float) -> dict[str, Callable]:
 
     methods = {
         "original": lambda net, *_, s: net,
+        NOISE_FLOOR: lambda net, xf, yf, xr, yr, xa, ya, s: unn.retrain(
+            make_net, xr, yr, epochs=epochs, seed=s + 200
+        ),
         "finetune": lambda net, xf, yf, xr, yr, xa, ya, s: unn.finetune(net, xr, yr, seed=s),
         "neggrad": lambda net, xf, yf, *_, s: unn.neggrad(
             net, xf, yf, target_forget_accuracy=target, seed=s
@@ -200,7 +216,7 @@ def run_cell(
 
     reference = evaluate(retrained)
     rows = {"retrain": {**reference, "seconds": retrain_seconds, "speedup": 1.0}}
-    for name, method in _methods(scenario, held_out).items():
+    for name, method in _methods(scenario, held_out, architecture).items():
         if methods and name not in methods:
             continue
         start = time.perf_counter()
@@ -226,7 +242,10 @@ def run_cell(
         row["test_gap"] = row["test_acc"] - reference["test_acc"]
         row["mia_gap"] = row["mia"] - reference["mia"]
     for name, row in rows.items():
-        row["meets_targets"] = meets_targets(scenario, row) if name != "retrain" else True
+        if name == NOISE_FLOOR:  # retraining is no faster than retraining: judge the rest
+            row["meets_targets"] = meets_targets(scenario, {**row, "speedup": float("inf")})
+        else:
+            row["meets_targets"] = meets_targets(scenario, row) if name != "retrain" else True
     return {
         "architecture": architecture,
         "scenario": scenario,
@@ -269,10 +288,7 @@ def grid(
     for architecture in ("mlp", "cnn"):
         for seed in seeds:
             cells += [(architecture, "class", seed, c) for c in range(10)]
-            cells += [
-                (architecture, s, seed, None)
-                for s in ("random1", "random10", "instances", "sequence")
-            ]
+            cells += [(architecture, s, seed, None) for s in SCENARIOS[1:]]
     for architecture in ["wide", *others]:
         for seed in seeds:
             cells += [(architecture, "class", seed, c) for c in range(10)]
@@ -281,10 +297,15 @@ def grid(
 
 
 def run(
-    quick: bool = False, seeds=(0, 1, 2), architectures=None, progress=None, methods=None
+    quick: bool = False,
+    seeds=(0, 1, 2),
+    architectures=None,
+    progress=None,
+    methods=None,
+    scenarios=None,
 ) -> dict:
-    """Run the grid (or the cells of ``architectures`` only, the ``methods`` only); returns
-    every cell."""
+    """Run the grid (or the cells of ``architectures`` only, of ``scenarios`` only, the
+    ``methods`` only); returns every cell."""
     dtype = torch.get_default_dtype()
     torch.set_default_dtype(torch.float32)  # the networks and the digits tensors
     torch.set_num_threads(1)
@@ -294,6 +315,8 @@ def run(
         others = tuple(a for a in architectures or () if a in OTHER_ARCHITECTURES)
         for architecture, scenario, seed, forget_class in grid(quick, seeds, others):
             if architectures and architecture not in architectures:
+                continue
+            if scenarios and scenario not in scenarios:
                 continue
             if (architecture, seed) not in trained:
                 data = digits(seed=seed)
@@ -405,6 +428,13 @@ def main(argv=None) -> None:
         default=None,
     )
     parser.add_argument("--methods", nargs="+", default=None, help="run these methods only")
+    parser.add_argument(
+        "--scenarios",
+        nargs="+",
+        choices=SCENARIOS,
+        default=None,
+        help="run the cells of these scenarios only",
+    )
     parser.add_argument("--json", default=None, help="write every cell (rounded) to this file")
     parser.add_argument("--ulira", action="store_true", help="also run the privacy benchmarks")
     args = parser.parse_args(argv)
@@ -412,7 +442,9 @@ def main(argv=None) -> None:
     def progress(cell):
         print(f"done: {_cell_name(cell)}", flush=True)
 
-    results = run(args.quick, tuple(args.seeds), args.architecture, progress, args.methods)
+    results = run(
+        args.quick, tuple(args.seeds), args.architecture, progress, args.methods, args.scenarios
+    )
     print(markdown(results))
     if args.json:
         with open(args.json, "w") as handle:
