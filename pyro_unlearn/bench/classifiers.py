@@ -3,7 +3,7 @@ r"""Benchmark: classifier unlearning over a grid of digits settings.
 The grid: a whole class forgotten, for each of the 10 digit classes x two architectures (the
 MLP 64-128-128-10 and the small CNN) x 3 seeds; a random 1% and a random 10% of the
 training images; five single images forgotten together; five single-image requests in a
-row (each from the previous request's network); and a wide MLP (64-512-512-10, 50 epochs:
+row (each from the previous request's network); and a wide MLP (64-512-512-10, 100 epochs:
 a whole class and a random 10%) whose retraining takes over 5 s, so that its speed-ups mean
 something. Each seed fixes the
 split, the trained network's initialisation and every method's randomness.
@@ -42,7 +42,7 @@ from . import rounded
 ARCHITECTURES: dict[str, tuple[Callable, int]] = {
     "mlp": (unn.mlp, 30),
     "cnn": (unn.small_cnn, 15),
-    "wide": (lambda: unn.mlp(hidden=(512, 512)), 50),
+    "wide": (lambda: unn.mlp(hidden=(512, 512)), 100),
 }
 
 
