@@ -65,3 +65,10 @@ def test_one_cell_against_its_own_retraining(float32):
     assert floor["forget_acc"] == 0.0 and floor["speedup"] < grid.SPEEDUP_TARGET
     assert floor["js_to_retrain"] > 0.0
     assert floor["meets_targets"] and abs(floor["retain_gap"]) <= 0.02
+
+
+def test_run_keeps_the_scenarios_asked_for():
+    results = grid.run(quick=True, methods=("original",), scenarios=("instances",))
+    assert [c["scenario"] for c in results["cells"]] == ["instances"]
+    assert set(results["cells"][0]["rows"]) == {"retrain", "original"}
+    assert results["cells"][0]["forgotten"] == 5
