@@ -12,7 +12,9 @@ Every method sees the trained network and the data it says it uses (:data:`READS
 cell: accuracy on forget / retain / test (for a class, the test images of the other
 classes), the membership attack (forget vs test, :func:`~pyro_unlearn.classifiers.membership_attack`),
 the Jensen-Shannon divergence to the retrained network on the forget set, and the speed-up
-over retraining, all measured in the same run. Summaries give, per method, the median and
+over retraining, all measured in the same run. A second network retrained from another seed
+(:data:`NOISE_FLOOR`) is judged like a method: how often two retrainings agree within the
+targets. Summaries give, per method, the median and
 the worst cell of each gap to retraining, and the share of cells meeting every target
 (:func:`meets_targets`).
 
