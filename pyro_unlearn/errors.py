@@ -55,6 +55,12 @@ class SMCStalledError(UnreliableResultError):
     """Sequential unlearning could not make progress through the forget set."""
 
 
+class TargetNotReachedError(UnreliableResultError):
+    """An iterative classifier method used its whole step budget (``max_steps``) without
+    reaching its own target: the forget accuracy is still above ``target_forget_accuracy``,
+    or forget examples are still predicted in a forgotten class."""
+
+
 def unreliable(
     error: UnreliableResultError, on_unreliable: str, diagnostics: dict, stacklevel: int = 3
 ) -> None:

@@ -1150,6 +1150,18 @@ def api_cases() -> list[Case]:
         ),
         C("pbu seed", lambda s: unn.pbu(s.net, s.xc, s.yc, seed=-1), pu.BadRequestError, "seed"),
         C(
+            "pbu on_unreliable misspelt",
+            lambda s: unn.pbu(s.net, s.xc, s.yc, on_unreliable="loud"),
+            ValueError,
+            "on_unreliable",
+        ),
+        C(
+            "neggrad stopped short of its target (the policy's default)",
+            lambda s: unn.neggrad(s.net, s.xc, s.yc, max_steps=1),
+            pu.TargetNotReachedError,
+            "short of its target",
+        ),
+        C(
             "neggrad label out of range",
             lambda s: unn.neggrad(s.net, s.xc, s.yc + 3),
             pu.BadRequestError,
@@ -1500,13 +1512,19 @@ def _success_cases():
             s.auto, s.model, s.X, s.y, forget_mask=[0], num_samples=20, predictive_args=(s.X,)
         ),
         "pbu on a batch-norm, dropout network in train mode": lambda s: unn.pbu(
-            s.net, s.xc, s.yc, max_steps=3
+            s.net, s.xc, s.yc, max_steps=3, on_unreliable="ignore"
         ),
-        "neggrad": lambda s: unn.neggrad(s.net, s.xc, s.yc, max_steps=3),
+        "neggrad": lambda s: unn.neggrad(s.net, s.xc, s.yc, max_steps=3, on_unreliable="ignore"),
         "jit": lambda s: unn.jit(s.net, s.xc),
         "ssd": lambda s: unn.ssd(s.net, s.xc[:5], s.yc[:5], s.xc, s.yc),
         "instance": lambda s: unn.instance_unlearn(
-            s.net, s.xc[:4], s.yc[:4], num_adversarial=2, pgd_iterations=2, max_steps=2
+            s.net,
+            s.xc[:4],
+            s.yc[:4],
+            num_adversarial=2,
+            pgd_iterations=2,
+            max_steps=2,
+            on_unreliable="ignore",
         ),
         "runner_up_labels": lambda s: unn.runner_up_labels(s.net, s.xc, s.yc),
     }

@@ -176,10 +176,17 @@ def results_digest() -> str:
     ).train()
     x_forget, y_forget = X[:8], (y[:8] > 0).long()
     for unlearned, _ in (
-        pu.classifiers.pbu(net, x_forget, y_forget, max_steps=3, seed=6),
+        pu.classifiers.pbu(net, x_forget, y_forget, max_steps=3, seed=6, on_unreliable="ignore"),
         pu.classifiers.jit(net, x_forget, seed=6),
         pu.classifiers.instance_unlearn(
-            net, x_forget, y_forget, num_adversarial=2, pgd_iterations=2, max_steps=2, seed=6
+            net,
+            x_forget,
+            y_forget,
+            num_adversarial=2,
+            pgd_iterations=2,
+            max_steps=2,
+            seed=6,
+            on_unreliable="ignore",  # a few steps only: the bits, not the target, are checked
         ),
     ):
         for t in unlearned.state_dict().values():

@@ -50,8 +50,8 @@ def ulira_table(
         "retrain (oracle)": lambda net, xf, yf, xr, yr: unn.retrain(
             make, xr, yr, seed=next(seeds), **options
         ),
-        "pbu": lambda net, xf, yf, xr, yr: unn.pbu(net, xf, yf)[0],
-        "neggrad": lambda net, xf, yf, xr, yr: unn.neggrad(net, xf, yf)[0],
+        "pbu": lambda net, xf, yf, xr, yr: unn.pbu(net, xf, yf, on_unreliable="ignore")[0],
+        "neggrad": lambda net, xf, yf, xr, yr: unn.neggrad(net, xf, yf, on_unreliable="ignore")[0],
         "salun": lambda net, xf, yf, xr, yr: unn.salun(net, xf, yf, xr, yr)[0],
         "scrub": lambda net, xf, yf, xr, yr: unn.scrub(net, xf, yf, xr, yr)[0],
         "l1_sparse": lambda net, xf, yf, xr, yr: unn.l1_sparse(net, xr, yr)[0],
@@ -139,8 +139,12 @@ def challenge_table(seed: int = 0, num_models: int = 32) -> dict:
             make, xr, yr, seed=next(oracle_seeds), **options
         ),
         "finetune": lambda net: unn.finetune(net, xr, yr),
-        "neggrad": lambda net: unn.neggrad(net, xf, yf, target_forget_accuracy=held_out)[0],
-        "pbu": lambda net: unn.pbu(net, xf, yf, target_forget_accuracy=held_out)[0],
+        "neggrad": lambda net: unn.neggrad(
+            net, xf, yf, target_forget_accuracy=held_out, on_unreliable="ignore"
+        )[0],
+        "pbu": lambda net: unn.pbu(
+            net, xf, yf, target_forget_accuracy=held_out, on_unreliable="ignore"
+        )[0],
         "jit": lambda net: unn.jit(net, xf, sigma=0.01)[0],
         "salun": lambda net: unn.salun(net, xf, yf, xr, yr)[0],
         "scrub": lambda net: unn.scrub(net, xf, yf, xr, yr)[0],

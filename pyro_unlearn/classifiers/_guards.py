@@ -1,5 +1,6 @@
 """What every classifier method shares: checks of the forget examples, the work on a copy
-in eval mode where statistics are read, local seeds, and the overflow guard."""
+in eval mode where statistics are read, local seeds, the overflow guard, and the library's
+policy for a target not reached."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ import contextlib
 import copy
 import functools
 import inspect
+import sys
 
 import torch
 from torch import nn
 
 from .. import _checks
-from ..errors import BadRequestError, UnlearningDivergedError
+from ..errors import BadRequestError, TargetNotReachedError, UnlearningDivergedError, unreliable
 
 
 def _check_examples(net: nn.Module, x, y=None, *, name: str = "x_forget") -> None:
@@ -122,3 +124,32 @@ def check_finite(loss: torch.Tensor, method: str, steps: int) -> None:
             "outputs overflowed). The forget accuracy target may be out of reach for this "
             "request: stop earlier (max_steps, target_forget_accuracy) or lower lr"
         )
+
+
+_TOP = __name__.split(".")[0]  # the package: frames of its modules are not the caller's
+
+
+def check_reached(
+    info: dict,
+    on_unreliable: str,
+    method: str,
+    target: str,
+    remedy: str = "a larger max_steps or lr",
+) -> dict:
+    """Apply the library's policy for unreliable results (:mod:`pyro_unlearn.errors`) to a
+    run that used its whole step budget short of its own ``target``: raise a
+    :class:`~pyro_unlearn.TargetNotReachedError`, or flag ``info`` (``reliable=False``,
+    ``unreliable=[why]``) and warn or stay silent. ``info`` holds ``reached_target``,
+    ``steps`` and ``forget_accuracy``; ``remedy`` is what the caller can do instead."""
+    if not info["reached_target"]:
+        message = (
+            f"{method} stopped after {info['steps']} steps short of its target ({target}): "
+            f"forget accuracy {info['forget_accuracy']:.3f}. Try {remedy}, or retrain; "
+            "on_unreliable='warn' returns this network flagged"
+        )
+        # the warning points at the caller's line: the first frame outside the package
+        outside, frame = 1, sys._getframe(1)
+        while frame is not None and frame.f_globals.get("__name__", "").split(".")[0] == _TOP:
+            outside, frame = outside + 1, frame.f_back
+        unreliable(TargetNotReachedError(message), on_unreliable, info, stacklevel=outside + 1)
+    return info

@@ -48,7 +48,8 @@ from torch import nn
 
 from .. import _checks, _rng
 from ..errors import BadRequestError
-from ._guards import check_finite, evaluating, guarded
+from ..options import OnUnreliable, choose
+from ._guards import check_finite, check_reached, evaluating, guarded
 
 
 def forgotten_class_targets(net: nn.Module, x, classes: torch.Tensor) -> torch.Tensor:
@@ -81,6 +82,7 @@ def class_distillation(
     min_steps: int = 16,
     max_steps: int = 200,
     seed: int = 0,
+    on_unreliable: str = "raise",
 ):
     r"""Forget whole classes by distilling the trained network conditioned on their absence
     (see the module docstring for the loss and the schedule). Uses the forget set and a
@@ -108,15 +110,22 @@ def class_distillation(
         example is predicted in :math:`C_f`; within ``[min_steps, max_steps]``.
     seed : int
         Seeds the minibatches (the caller's RNG state is untouched).
+    on_unreliable : {"raise", "warn", "ignore"}
+        What a run does whose returned network still predicts a forget example in
+        :math:`C_f` (:math:`t_1` not reached within ``max_steps``, or an example back in
+        :math:`C_f` after the repair): raise a :class:`~pyro_unlearn.TargetNotReachedError`,
+        or return the network with its diagnostics flagged ``reliable=False``.
 
     Returns
     -------
     (nn.Module, dict)
-        The unlearned copy and ``{"steps", "forgot_at", "reached_target", "pool",
-        "seconds"}`` (``pool``: the retained examples replayed);
-        ``forgot_at`` is :math:`t_1` (``None`` if no minibatch got there within
-        ``max_steps``, then ``reached_target`` is False).
+        The unlearned copy and ``{"steps", "forgot_at", "reached_target",
+        "forget_accuracy", "pool", "seconds"}`` (``pool``: the retained examples replayed);
+        ``forgot_at`` is :math:`t_1` (``None`` if not reached within ``max_steps``);
+        ``reached_target``: no forget example is predicted in :math:`C_f` by the network
+        returned.
     """
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     _checks.positive("lr", lr)
     _checks.count("batch_size", batch_size)
     _checks.count("replay", replay)
@@ -172,13 +181,18 @@ def class_distillation(
         optim.step()
         step += 1
     new.eval()
-    return new, {
+    with torch.no_grad():
+        predicted = new(x_forget).argmax(-1)
+    info = {
         "steps": step,
         "forgot_at": forgot_at,
-        "reached_target": forgot_at is not None,
+        "reached_target": not bool(torch.isin(predicted, classes).any()),
+        "forget_accuracy": float((predicted == y_forget).double().mean()),
         "pool": len(x_pool),
         "seconds": time.perf_counter() - start,
     }
+    target = f"no forget example predicted in the forgotten classes {classes.tolist()}"
+    return new, check_reached(info, on_unreliable, "class distillation", target)
 
 
 def _forgotten(logits: torch.Tensor, classes: torch.Tensor) -> bool:

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from .. import _rng
-from ..options import Variant, choose
-from ._guards import check_finite, evaluating, guarded
+from ..options import OnUnreliable, Variant, choose
+from ._guards import check_finite, check_reached, evaluating, guarded
 from .fisher import output_sensitivity
 from .training import accuracy
 
@@ -173,6 +173,7 @@ def instance_unlearn(
     target_forget_accuracy: float = 0.0,
     variant: str = "library",
     seed: int = 0,
+    on_unreliable: str = "raise",
 ):
     r"""Instance-wise unlearning (Cha et al. 2024) from the forget samples only.
 
@@ -196,8 +197,13 @@ def instance_unlearn(
     made per forget minibatch of 32; :math:`\lambda = 10`, lr 1e-2, adversarial minibatches
     of 256 in order with forget minibatches of 32 in order, training mode, at most 1000
     passes. Arguments left at ``None`` take the variant's value (:data:`SETTINGS`).
+
+    A run that uses its whole budget short of the target follows ``on_unreliable``
+    (``"raise"``: a :class:`~pyro_unlearn.TargetNotReachedError`; ``"warn"``, ``"ignore"``:
+    the network, its diagnostics flagged ``reliable=False``).
     """
     chosen = choose(Variant, variant, "variant")
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     authors = chosen is Variant.AUTHORS
     given = {"eps": eps, "lam": lam, "lr": lr, "batch_size": batch_size, "max_steps": max_steps}
     settings = {k: SETTINGS[chosen][k] if v is None else v for k, v in given.items()}
@@ -266,10 +272,13 @@ def instance_unlearn(
     info = {
         "steps": steps,
         "reached_target": forgotten,
+        "forget_accuracy": _forget_accuracy(new, x_forget, y_forget),
         "adversarial_success": accuracy(net, x_adv, y_adv),
         "seconds": time.perf_counter() - start,
     }
-    return new, info
+    target = f"forget accuracy <= target_forget_accuracy={target_forget_accuracy}"
+    remedy = "a larger max_steps or lr (for a whole class, method 'class_distillation')"
+    return new, check_reached(info, on_unreliable, "instance-wise unlearning", target, remedy)
 
 
 def _forget_accuracy(net, x, y) -> float:

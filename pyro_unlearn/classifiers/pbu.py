@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from .. import _rng
-from ._guards import check_finite, evaluating, guarded
+from ..options import OnUnreliable, choose
+from ._guards import check_finite, check_reached, evaluating, guarded
 from .fisher import diagonal_fisher
 from .training import accuracy
 
@@ -31,8 +32,11 @@ def _ascent(
     batch_size,
     target_forget_accuracy,
     seed,
+    on_unreliable,
+    method,
 ):
-    """Shared loop: Adam on ``loss_fn(net, xb, yb)``, stop once forget accuracy <= target."""
+    """Shared loop: Adam on ``loss_fn(net, xb, yb)``, stop once forget accuracy <= target;
+    ``on_unreliable`` says what a run that stops at ``max_steps`` short of it does."""
     net = copy.deepcopy(net)
     optim = torch.optim.Adam(net.parameters(), lr=lr)
     g = _rng.generator(seed)
@@ -51,7 +55,15 @@ def _ascent(
                 break
             if steps >= max_steps:
                 break
-    return net, {"steps": steps, "reached_target": stopped, "seconds": time.perf_counter() - start}
+    info = {
+        "steps": steps,
+        "reached_target": stopped,
+        "forget_accuracy": accuracy(net, x_forget, y_forget),
+        "seconds": time.perf_counter() - start,
+    }
+    target = f"forget accuracy <= target_forget_accuracy={target_forget_accuracy}"
+    remedy = "a larger max_steps or lr (for a whole class, method 'class_distillation')"
+    return net, check_reached(info, on_unreliable, method, target, remedy)
 
 
 def pbu_anchor(net: nn.Module, fisher: dict[str, torch.Tensor], beta: float, gamma: float) -> dict:
@@ -91,6 +103,7 @@ def pbu(
     max_steps: int = 200,
     target_forget_accuracy: float = 0.0,
     seed: int = 0,
+    on_unreliable: str = "raise",
 ):
     r"""Partially-Blinded Unlearning (Panda et al. 2024) from the forget set only.
 
@@ -98,7 +111,11 @@ def pbu(
     ``target_forget_accuracy`` (retain accuracy degrades if one keeps going). Defaults:
     the authors' :math:`\alpha:\beta` with :math:`\gamma = 40` instead of their 4000 (measured
     here on digits: with :math:`\gamma = 4000` the :math:`\ell_2` pull cancels the ascent).
+    A run that reaches ``max_steps`` first follows ``on_unreliable`` (``"raise"``: a
+    :class:`~pyro_unlearn.TargetNotReachedError`; ``"warn"``, ``"ignore"``: the network,
+    its diagnostics flagged ``reliable=False``).
     """
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     with evaluating(net):
         fisher = diagonal_fisher(net, x_forget)
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
@@ -116,6 +133,8 @@ def pbu(
         batch_size=batch_size,
         target_forget_accuracy=target_forget_accuracy,
         seed=seed,
+        on_unreliable=on_unreliable,
+        method="pbu",
     )
 
 
@@ -130,8 +149,11 @@ def neggrad(
     max_steps: int = 200,
     target_forget_accuracy: float = 0.0,
     seed: int = 0,
+    on_unreliable: str = "raise",
 ):
-    """Baseline: gradient ascent on the forget-set cross-entropy (Adam), with the same stopping rule."""
+    """Baseline: gradient ascent on the forget-set cross-entropy (Adam), with the same stopping
+    rule and the same ``on_unreliable`` policy as :func:`pbu`."""
+    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
 
     def loss(model, xb, yb):
         return -nn.functional.cross_entropy(model(xb), yb)
@@ -146,4 +168,6 @@ def neggrad(
         batch_size=batch_size,
         target_forget_accuracy=target_forget_accuracy,
         seed=seed,
+        on_unreliable=on_unreliable,
+        method="neggrad",
     )

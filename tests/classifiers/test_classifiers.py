@@ -227,6 +227,58 @@ def test_pbu_and_neggrad_forget_a_class_and_stop_there(trained):
     assert unn.accuracy(net, x[forget], y[forget]) > 0.95  # the caller's network is untouched
 
 
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda net, x, y, **kw: unn.pbu(net, x, y, max_steps=2, **kw),
+        lambda net, x, y, **kw: unn.neggrad(net, x, y, max_steps=2, **kw),
+        lambda net, x, y, **kw: unn.instance_unlearn(
+            net, x, y, max_steps=1, num_adversarial=1, pgd_iterations=2, **kw
+        ),
+    ],
+    ids=["pbu", "neggrad", "instance"],
+)
+def test_a_target_missed_at_max_steps_follows_the_unreliable_policy(trained, method):
+    """Two steps cannot take a class's forget accuracy from 1 to 0: the default raises, "warn"
+    and "ignore" return the same network flagged, and the caller's network is untouched."""
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    forget = y == 3
+    before = copy.deepcopy(net.state_dict())
+    with pytest.raises(
+        pu.TargetNotReachedError,
+        match="short of its target \\(forget accuracy <= target_forget_accuracy=0.0\\)",
+    ):
+        method(net, x[forget], y[forget])
+    with pytest.warns(pu.UnreliableResultWarning, match="short of its target") as record:
+        warned, info = method(net, x[forget], y[forget], on_unreliable="warn")
+    assert record[0].filename == __file__  # the warning points at the caller's line
+    assert info["reliable"] is False and "TargetNotReachedError" in info["unreliable"][0]
+    assert info["forget_accuracy"] == unn.accuracy(warned, x[forget], y[forget]) > 0.0
+    silent, quiet = method(net, x[forget], y[forget], on_unreliable="ignore")
+    assert quiet["reliable"] is False and all(
+        torch.equal(a, b) for a, b in zip(warned.parameters(), silent.parameters(), strict=True)
+    )
+    assert all(torch.equal(v, before[k]) for k, v in net.state_dict().items())
+    with pytest.raises(ValueError, match="on_unreliable"):
+        method(net, x[forget], y[forget], on_unreliable="loud")
+
+
+def test_a_missed_target_through_unlearn_is_a_flagged_result(trained):
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    forget = y == 3
+    model = unn.ClassifierModel(net)
+    with pytest.raises(pu.UnreliableResultError):
+        pu.unlearn(model, net, x[forget], y[forget], method="neggrad", max_steps=1)
+    with pytest.warns(pu.UnreliableResultWarning):
+        result = pu.unlearn(
+            model, net, x[forget], y[forget], method="neggrad", max_steps=1, on_unreliable="warn"
+        )
+    assert not result.reliable and "short of its target" in result.diagnostics["unreliable"][0]
+    assert pu.unlearn(model, net, x[forget], y[forget], method="neggrad").reliable
+
+
 def test_ssd_forgets_a_class_from_minibatch_importances(trained):
     net, data = trained
     x, y = data["x_train"], data["y_train"]
@@ -487,7 +539,15 @@ def test_instance_unlearning_authors_variant_is_the_authors_loop(tiny):
     x = torch.rand(5, 4, generator=torch.Generator().manual_seed(2))
     y = torch.tensor([0, 1, 2, 1, 0])
     new, info = unn.instance_unlearn(
-        net, x, y, num_adversarial=2, pgd_iterations=3, max_steps=3, variant="authors", seed=5
+        net,
+        x,
+        y,
+        num_adversarial=2,
+        pgd_iterations=3,
+        max_steps=3,
+        variant="authors",
+        seed=5,
+        on_unreliable="ignore",  # three steps, compared step for step; the target is not the point
     )
     g = _rng.generator(5)
     xs, ys = [], []
