@@ -407,10 +407,13 @@ def _is_result(posterior) -> bool:
 
 
 def _full_data_certificate(posterior):
-    """The full-data certificate of the posterior unlearning started from, if it was made."""
+    """The full-data certificate of the posterior unlearning started from, if it was made:
+    a result's (passed on by ``unlearn``), or a fitted guide's own (``guide.certificate``,
+    so that certifying "do nothing" says how much of its distance is :math:`q_D`'s error)."""
     if _is_result(posterior):
         return posterior.diagnostics.get("full_data_certificate")
-    return None
+    own = getattr(posterior, "certificate", None)
+    return own if isinstance(own, Certificate) and own.scope == "full" else None
 
 
 def _density(posterior, model, args, model_kwargs, seed) -> tuple[PosteriorView, str]:

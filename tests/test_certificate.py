@@ -141,6 +141,8 @@ def test_fitters_carry_the_error_of_the_full_data_posterior():
     certificate = pu.certify(result, blr.model, X, y, forget_mask=forget)
     assert result.certificate is certificate and certificate.full_data is cert
     assert "q(theta|D) itself" in certificate.summary()
+    nothing = pu.certify(svi, blr.model, X, y, forget_mask=forget)  # "do nothing": q_D itself
+    assert nothing.full_data is cert and pu.certify(svi, blr.model, X, y).full_data is None
     assert pu.fit_laplace(blr.model, X, y, certificate_samples=0).certificate is None
 
 
