@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..errors import UnreliableResultError
 from .training import accuracy
 
 
@@ -13,11 +14,22 @@ def continual(method, net: nn.Module, x, y, requests, ledger, x_test=None, y_tes
     ``requests`` is a sequence of id tensors into ``(x, y)``; the ledger refuses repeats.
     Returns the final network, the final ledger and one metrics dict per step (accuracy on
     everything forgotten so far, on the retained data and on the test set).
+
+    A request the method judges unreliable (under its default ``on_unreliable="raise"``)
+    stops the sequence with that :class:`~pyro_unlearn.UnreliableResultError`; the work
+    done before it is on the error as ``error.completed = (network, ledger, steps)``, the
+    state after the last request honoured.
     """
     steps = []
     for ids in requests:
+        honoured = ledger
         ledger = ledger.after(ids)  # refuses repeated deletions before any work
-        net, info = method(net, x[ids], y[ids], **options)
+        try:
+            net_after, info = method(net, x[ids], y[ids], **options)
+        except UnreliableResultError as error:
+            error.completed = (net, honoured, steps)
+            raise
+        net = net_after
         forgotten = ledger.mask()
         steps.append(
             {

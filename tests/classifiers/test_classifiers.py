@@ -399,6 +399,27 @@ def test_instance_unlearning_to_runner_up_labels(trained):
         unn.runner_up_labels(net, x[:3], y[:2])
 
 
+def test_continual_requests_stop_at_an_unreliable_one_with_the_work_done_before_it(trained):
+    """The second request (images of class 5, one Adam step allowed) cannot be honoured: the
+    error carries the network and ledger after the first, and its metrics."""
+    net, data = trained
+    x, y = data["x_train"], data["y_train"]
+    requests = [(y == 3).nonzero().flatten()[:4], (y == 5).nonzero().flatten()[:4]]
+    ledger = pu.ForgetLedger(len(y))
+    done, _, _ = unn.continual(unn.pbu, net, x, y, requests[:1], ledger)
+
+    def pbu_then_one_step(net, xf, yf):
+        return unn.pbu(net, xf, yf, max_steps=1 if bool((yf == 5).all()) else 200)
+
+    with pytest.raises(pu.TargetNotReachedError) as raised:
+        unn.continual(pbu_then_one_step, net, x, y, requests, ledger)
+    network, honoured, steps = raised.value.completed
+    assert honoured.forgotten == tuple(requests[0].tolist()) and len(steps) == 1
+    assert all(
+        torch.equal(a, b) for a, b in zip(network.parameters(), done.parameters(), strict=True)
+    )
+
+
 def test_continual_requests_keep_the_ledger_consistent(trained):
     """Class 3 deleted in five requests, each unlearned from the previous step's network."""
     net, data = trained
