@@ -34,6 +34,13 @@ def positive(name: str, value) -> float:
     return float(value)
 
 
+def fraction(name: str, value) -> float:
+    """A number in [0, 1] (an accuracy, a share)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise BadRequestError(f"{name} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 def seed(value) -> int:
     """A seed torch's generators take: an int in [0, 2**63)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:

@@ -1150,6 +1150,18 @@ def api_cases() -> list[Case]:
         ),
         C("pbu seed", lambda s: unn.pbu(s.net, s.xc, s.yc, seed=-1), pu.BadRequestError, "seed"),
         C(
+            "pbu target accuracy above 1 (it would stop at once, having done nothing)",
+            lambda s: unn.pbu(s.net, s.xc, s.yc, target_forget_accuracy=1.5),
+            pu.BadRequestError,
+            r"target_forget_accuracy must be a number in \[0, 1\], got 1.5",
+        ),
+        C(
+            "instance-wise target accuracy negative",
+            lambda s: unn.instance_unlearn(s.net, s.xc, s.yc, target_forget_accuracy=-0.1),
+            pu.BadRequestError,
+            "target_forget_accuracy",
+        ),
+        C(
             "pbu on_unreliable misspelt",
             lambda s: unn.pbu(s.net, s.xc, s.yc, on_unreliable="loud"),
             ValueError,
