@@ -34,6 +34,15 @@ def positive(name: str, value) -> float:
     return float(value)
 
 
+def non_negative(name: str, value) -> float:
+    """A finite number >= 0 (a penalty's weight)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise BadRequestError(f"{name} must be a number >= 0, got {value!r}")
+    if not math.isfinite(value):
+        raise BadRequestError(f"{name} must be finite, got {value!r}")
+    return float(value)
+
+
 def fraction(name: str, value) -> float:
     """A number in [0, 1] (an accuracy, a share)."""
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:

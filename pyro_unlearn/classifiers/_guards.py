@@ -66,6 +66,29 @@ def evaluating(net: nn.Module):
             module.training = mode
 
 
+#: the classifier methods' hyperparameters, checked by name before any work (``None``: the
+#: method's own default, e.g. instance-wise unlearning's variant settings)
+HYPERPARAMETER_CHECKS = {
+    **dict.fromkeys(
+        (
+            "epochs",
+            "max_steps",
+            "min_steps",
+            "batch_size",
+            "forget_batch_size",
+            "num_adversarial",
+            "num_perturbations",
+            "pgd_iterations",
+            "replay",
+        ),
+        _checks.count,
+    ),
+    **dict.fromkeys(("lr", "temperature", "sigma", "eps", "pgd_step"), _checks.positive),
+    **dict.fromkeys(("alpha", "beta", "gamma", "lam"), _checks.non_negative),
+    "target_forget_accuracy": _checks.fraction,
+}
+
+
 def guarded(*example_args: str):
     """Check the examples, then run the method on a copy of the network with its randomness
     (dropout masks) seeded by the method's ``seed``: the caller's network (parameters,
@@ -74,7 +97,8 @@ def guarded(*example_args: str):
 
     ``example_args`` name the method's data arguments (``x_forget``, ``y_forget``,
     ``x_retain``, ...), passed by position or by keyword; each ``x_*`` is checked with its
-    ``y_*`` labels when the method takes them.
+    ``y_*`` labels when the method takes them, and every hyperparameter named in
+    :data:`HYPERPARAMETER_CHECKS` by its rule (a count, a positive number, ...).
     """
 
     def decorate(fn):
@@ -95,6 +119,10 @@ def guarded(*example_args: str):
             except TypeError as error:
                 raise BadRequestError(f"{fn.__name__}: {error}") from None
             seed = _checks.seed(bound.arguments.get("seed", 0))
+            bound.apply_defaults()
+            for name, value in bound.arguments.items():
+                if name in HYPERPARAMETER_CHECKS and value is not None:
+                    HYPERPARAMETER_CHECKS[name](name, value)
             work = copy.deepcopy(net)  # even a forward pass in train mode moves BN buffers
             with torch.random.fork_rng():
                 work.eval()  # the checks' forward pass: any batch size, no dropout

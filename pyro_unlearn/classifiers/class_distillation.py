@@ -130,10 +130,7 @@ def class_distillation(
         returned.
     """
     on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
-    _checks.positive("lr", lr)
-    _checks.count("batch_size", batch_size)
-    _checks.count("replay", replay)
-    if _checks.count("max_steps", max_steps) < _checks.count("min_steps", min_steps):
+    if max_steps < min_steps:  # each a count (checked by the guard)
         raise BadRequestError(
             f"need min_steps <= max_steps, got {min_steps} and {max_steps} "
             "(min_steps is 16 unless given)"

@@ -10,7 +10,7 @@ import time
 import torch
 from torch import nn
 
-from .. import _checks, _rng
+from .. import _rng
 from ..options import OnUnreliable, Variant, choose
 from ._guards import check_finite, check_reached, evaluating, guarded
 from .fisher import output_sensitivity
@@ -204,7 +204,6 @@ def instance_unlearn(
     """
     chosen = choose(Variant, variant, "variant")
     on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
-    _checks.fraction("target_forget_accuracy", target_forget_accuracy)
     authors = chosen is Variant.AUTHORS
     given = {"eps": eps, "lam": lam, "lr": lr, "batch_size": batch_size, "max_steps": max_steps}
     settings = {k: SETTINGS[chosen][k] if v is None else v for k, v in given.items()}

@@ -34,6 +34,7 @@ from collections.abc import Callable
 
 from torch import nn
 
+from ..errors import BadRequestError
 from .class_distillation import class_distillation
 from .instance import instance_unlearn
 from .jit import jit
@@ -61,7 +62,9 @@ def _unlearn_form(name: str, fn: Callable, reads: str = "inputs and labels") -> 
         **options,
     ):
         if mask is not None or plate is not None or sites is not None or model_kwargs:
-            raise ValueError(f"method={name!r} takes the forget examples themselves, not a mask")
+            raise BadRequestError(
+                f"method={name!r} takes the forget examples themselves, not a mask"
+            )
         if not isinstance(net, nn.Module):
             raise TypeError(
                 f"method={name!r} unlearns a trained torch network: pass it as the posterior"

@@ -14,7 +14,7 @@ import pyro.distributions as dist
 import torch
 from torch import nn
 
-from .. import _checks, _rng
+from .. import _rng
 from ..options import OnUnreliable, choose
 from ._guards import check_finite, check_reached, evaluating, guarded
 from .fisher import diagonal_fisher
@@ -116,7 +116,6 @@ def pbu(
     its diagnostics flagged ``reliable=False``).
     """
     on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
-    _checks.fraction("target_forget_accuracy", target_forget_accuracy)
     with evaluating(net):
         fisher = diagonal_fisher(net, x_forget)
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
@@ -155,7 +154,6 @@ def neggrad(
     """Baseline: gradient ascent on the forget-set cross-entropy (Adam), with the same stopping
     rule and the same ``on_unreliable`` policy as :func:`pbu`."""
     on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
-    _checks.fraction("target_forget_accuracy", target_forget_accuracy)
 
     def loss(model, xb, yb):
         return -nn.functional.cross_entropy(model(xb), yb)

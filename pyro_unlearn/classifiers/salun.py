@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from .. import _rng
+from ..errors import BadRequestError
 from ._guards import check_finite, evaluating, guarded
 from .instance import random_other_labels
 
@@ -36,7 +37,7 @@ def weight_saliency(
     (4, 8)
     """
     if not 0.0 <= sparsity < 1.0:
-        raise ValueError(
+        raise BadRequestError(
             f"sparsity must be in [0, 1) (the share of weights frozen), got {sparsity}"
         )
     params = dict(net.named_parameters())

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .. import _rng
+from ..errors import BadRequestError
 from ._guards import check_finite, guarded
 
 
@@ -65,7 +66,7 @@ def scrub(
     0.11); 1e-3 forgot 3 of 4 classes on the CNN.
     """
     if not 0 <= max_epochs <= epochs:
-        raise ValueError(f"max_epochs must be in [0, epochs={epochs}], got {max_epochs}")
+        raise BadRequestError(f"max_epochs must be in [0, epochs={epochs}], got {max_epochs}")
     teacher = copy.deepcopy(net).eval()
     student = copy.deepcopy(net)
     optim = torch.optim.SGD(student.parameters(), lr=lr, momentum=0.9, weight_decay=5e-4)

@@ -7,7 +7,7 @@ import copy
 import torch
 from torch import nn
 
-from .. import _rng
+from .. import _checks, _rng
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -53,4 +53,6 @@ def finetune(
     net: nn.Module, x_retain, y_retain, *, epochs: int = 2, lr: float = 1e-3, seed: int = 0
 ) -> nn.Module:
     """Baseline: a copy of ``net`` fine-tuned on the retained data (catastrophic forgetting)."""
+    _checks.count("epochs", epochs)
+    _checks.positive("lr", lr)
     return train(copy.deepcopy(net), x_retain, y_retain, epochs=epochs, lr=lr, seed=seed)
