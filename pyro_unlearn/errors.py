@@ -1,9 +1,13 @@
-"""Every error the library raises, under one base class (a base module: it imports nothing).
+"""The library's errors, under one base class (a base module: it imports nothing).
 
-``except pyro_unlearn.UnlearningError`` catches every unlearning failure at once. Each class
-also derives from the built-in exception a caller would expect (``ValueError`` for a bad
-request, ``TypeError`` for a posterior of the wrong kind, ``RuntimeError`` for a result the
-method judges unreliable), so existing ``except ValueError`` code keeps working.
+``except pyro_unlearn.UnlearningError`` catches a bad request, an unsupported posterior and
+an unreliable result at once. Forget masks, the effect handlers, option values, model
+features not supported and reference cache files raise the built-in ``ValueError``,
+``TypeError`` or ``NotImplementedError`` instead, as Pyro's own handlers do
+(``docs/errors.md`` lists which). Each class here also derives from the built-in
+exception a caller would expect (``ValueError`` for a bad request, ``TypeError`` for a
+posterior of the wrong kind, ``RuntimeError`` for a result the method judges unreliable),
+so existing ``except ValueError`` code keeps working.
 
 Unreliable results (:class:`UnreliableResultError` and its subclasses) follow one policy,
 the ``on_unreliable`` option of every method that can detect them: ``"raise"`` (the default:
