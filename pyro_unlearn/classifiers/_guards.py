@@ -15,6 +15,7 @@ from torch import nn
 
 from .. import _checks
 from ..errors import BadRequestError, TargetNotReachedError, UnlearningDivergedError, unreliable
+from ..options import OnUnreliable, choose
 
 
 def _check_examples(net: nn.Module, x, y=None, *, name: str = "x_forget") -> None:
@@ -66,8 +67,8 @@ def evaluating(net: nn.Module):
             module.training = mode
 
 
-#: the classifier methods' hyperparameters, checked by name before any work (``None``: the
-#: method's own default, e.g. instance-wise unlearning's variant settings)
+#: the classifier methods' hyperparameters and options, checked by name before any work
+#: (``None``: the method's own default, e.g. instance-wise unlearning's variant settings)
 HYPERPARAMETER_CHECKS = {
     **dict.fromkeys(
         (
@@ -86,6 +87,7 @@ HYPERPARAMETER_CHECKS = {
     **dict.fromkeys(("lr", "temperature", "sigma", "eps", "pgd_step"), _checks.positive),
     **dict.fromkeys(("alpha", "beta", "gamma", "lam"), _checks.non_negative),
     "target_forget_accuracy": _checks.fraction,
+    "on_unreliable": lambda name, value: choose(OnUnreliable, value, name),
 }
 
 
@@ -162,7 +164,7 @@ def check_reached(
     on_unreliable: str,
     method: str,
     target: str,
-    remedy: str = "a larger max_steps or lr",
+    remedy: str = "a larger max_steps or lr (for a whole class, method 'class_distillation')",
 ) -> dict:
     """Apply the library's policy for unreliable results (:mod:`pyro_unlearn.errors`) to a
     run that used its whole step budget short of its own ``target``: raise a
@@ -181,3 +183,9 @@ def check_reached(
             outside, frame = outside + 1, frame.f_back
         unreliable(TargetNotReachedError(message), on_unreliable, info, stacklevel=outside + 1)
     return info
+
+
+def accuracy_target(target_forget_accuracy: float) -> str:
+    """The target of the methods that stop at a forget accuracy, as :func:`check_reached`
+    names it."""
+    return f"forget accuracy <= target_forget_accuracy={target_forget_accuracy}"

@@ -51,7 +51,6 @@ from torch import nn
 
 from .. import _checks, _rng
 from ..errors import BadRequestError
-from ..options import OnUnreliable, choose
 from ._guards import check_finite, check_reached, evaluating, guarded
 
 
@@ -129,7 +128,6 @@ def class_distillation(
         ``reached_target``: no forget example is predicted in :math:`C_f` by the network
         returned.
     """
-    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     if max_steps < min_steps:  # each a count (checked by the guard)
         raise BadRequestError(
             f"need min_steps <= max_steps, got {min_steps} and {max_steps} "
@@ -195,21 +193,22 @@ def class_distillation(
     new.eval()
     with torch.no_grad():
         predicted = new(x_forget).argmax(-1)
+    still = int(torch.isin(predicted, classes).sum())  # several classes: not the accuracy
     info = {
         "steps": step,
         "forgot_at": forgot_at,
         "relapses": relapses,
-        "reached_target": not bool(torch.isin(predicted, classes).any()),
+        "reached_target": still == 0,
         "forget_accuracy": float((predicted == y_forget).double().mean()),
         "pool": len(x_pool),
         "seconds": time.perf_counter() - start,
     }
-    still = int(torch.isin(predicted, classes).sum())  # several classes: not the accuracy
     target = (
         f"no forget example predicted in the forgotten classes {classes.tolist()}; "
         f"{still} of {len(x_forget)} are"
     )
-    return new, check_reached(info, on_unreliable, "class distillation", target)
+    remedy = "a larger max_steps or lr"
+    return new, check_reached(info, on_unreliable, "class distillation", target, remedy)
 
 
 def _forgotten(logits: torch.Tensor, classes: torch.Tensor) -> bool:

@@ -25,11 +25,10 @@ def continual(method, net: nn.Module, x, y, requests, ledger, x_test=None, y_tes
         honoured = ledger
         ledger = ledger.after(ids)  # refuses repeated deletions before any work
         try:
-            net_after, info = method(net, x[ids], y[ids], **options)
-        except UnreliableResultError as error:
+            net, info = method(net, x[ids], y[ids], **options)
+        except UnreliableResultError as error:  # net is still the last honoured request's
             error.completed = (net, honoured, steps)
             raise
-        net = net_after
         forgotten = ledger.mask()
         steps.append(
             {

@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from .. import _rng
-from ..options import OnUnreliable, Variant, choose
-from ._guards import check_finite, check_reached, evaluating, guarded
+from ..options import Variant, choose
+from ._guards import accuracy_target, check_finite, check_reached, evaluating, guarded
 from .fisher import output_sensitivity
 from .training import accuracy
 
@@ -203,7 +203,6 @@ def instance_unlearn(
     the network, its diagnostics flagged ``reliable=False``).
     """
     chosen = choose(Variant, variant, "variant")
-    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     authors = chosen is Variant.AUTHORS
     given = {"eps": eps, "lam": lam, "lr": lr, "batch_size": batch_size, "max_steps": max_steps}
     settings = {k: SETTINGS[chosen][k] if v is None else v for k, v in given.items()}
@@ -276,9 +275,8 @@ def instance_unlearn(
         "adversarial_success": accuracy(net, x_adv, y_adv),
         "seconds": time.perf_counter() - start,
     }
-    target = f"forget accuracy <= target_forget_accuracy={target_forget_accuracy}"
-    remedy = "a larger max_steps or lr (for a whole class, method 'class_distillation')"
-    return new, check_reached(info, on_unreliable, "instance-wise unlearning", target, remedy)
+    target = accuracy_target(target_forget_accuracy)
+    return new, check_reached(info, on_unreliable, "instance-wise unlearning", target)
 
 
 def _forget_accuracy(net, x, y) -> float:

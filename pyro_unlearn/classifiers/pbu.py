@@ -15,8 +15,7 @@ import torch
 from torch import nn
 
 from .. import _rng
-from ..options import OnUnreliable, choose
-from ._guards import check_finite, check_reached, evaluating, guarded
+from ._guards import accuracy_target, check_finite, check_reached, evaluating, guarded
 from .fisher import diagonal_fisher
 from .training import accuracy
 
@@ -61,9 +60,7 @@ def _ascent(
         "forget_accuracy": accuracy(net, x_forget, y_forget),
         "seconds": time.perf_counter() - start,
     }
-    target = f"forget accuracy <= target_forget_accuracy={target_forget_accuracy}"
-    remedy = "a larger max_steps or lr (for a whole class, method 'class_distillation')"
-    return net, check_reached(info, on_unreliable, method, target, remedy)
+    return net, check_reached(info, on_unreliable, method, accuracy_target(target_forget_accuracy))
 
 
 def pbu_anchor(net: nn.Module, fisher: dict[str, torch.Tensor], beta: float, gamma: float) -> dict:
@@ -115,7 +112,6 @@ def pbu(
     :class:`~pyro_unlearn.TargetNotReachedError`; ``"warn"``, ``"ignore"``: the network,
     its diagnostics flagged ``reliable=False``).
     """
-    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
     with evaluating(net):
         fisher = diagonal_fisher(net, x_forget)
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
@@ -153,7 +149,6 @@ def neggrad(
 ):
     """Baseline: gradient ascent on the forget-set cross-entropy (Adam), with the same stopping
     rule and the same ``on_unreliable`` policy as :func:`pbu`."""
-    on_unreliable = choose(OnUnreliable, on_unreliable, "on_unreliable")
 
     def loss(model, xb, yb):
         return -nn.functional.cross_entropy(model(xb), yb)
