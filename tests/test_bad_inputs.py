@@ -59,6 +59,13 @@ class State:
         self.mask[:3] = True
 
 
+def _frozen(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` with every parameter frozen (``requires_grad=False``)."""
+    net = copy.deepcopy(net)
+    net.requires_grad_(False)
+    return net
+
+
 def _class_zero(s: State) -> tuple:
     """The tiny network, its class-0 examples to forget and the others retained."""
     return s.net, s.xc[s.yc == 0], s.yc[s.yc == 0], s.xc[s.yc > 0], s.yc[s.yc > 0]
@@ -1192,6 +1199,12 @@ def api_cases() -> list[Case]:
             "alpha must be a number >= 0",
         ),
         C(
+            "a network with every parameter frozen",
+            lambda s: unn.pbu(_frozen(s.net), s.xc, s.yc),
+            pu.BadRequestError,
+            "no trainable parameters",
+        ),
+        C(
             "instance-wise no adversarial examples",
             lambda s: unn.instance_unlearn(s.net, s.xc, s.yc, num_adversarial=0),
             pu.BadRequestError,
@@ -1587,6 +1600,25 @@ def _success_cases():
             on_unreliable="ignore",
         ),
         "runner_up_labels": lambda s: unn.runner_up_labels(s.net, s.xc, s.yc),
+        # statistics of the caller's network read it in eval mode: batch norm's running
+        # statistics stay, dropout draws nothing from the global RNG
+        "accuracy": lambda s: unn.accuracy(s.net, s.xc, s.yc),
+        "per_sample": lambda s: unn.per_sample(s.net, s.xc, s.yc),
+        "membership_attack": lambda s: unn.membership_attack(
+            s.net, s.xc[:10], s.yc[:10], s.xc[10:], s.yc[10:]
+        ),
+        "js_divergence": lambda s: unn.js_divergence(s.net, s.net, s.xc),
+        "logit_confidence": lambda s: unn.logit_confidence(s.net, s.xc, s.yc),
+        "targeted_pgd": lambda s: unn.targeted_pgd(s.net, s.xc, (s.yc + 1) % 3, iterations=3),
+        "diagonal_fisher": lambda s: unn.diagonal_fisher(s.net, s.xc),
+        "mas_importance": lambda s: unn.mas_importance(s.net, s.xc),
+        "minibatch_importance": lambda s: unn.minibatch_importance(s.net, s.xc, s.yc),
+        "weight_saliency": lambda s: unn.weight_saliency(s.net, s.xc, s.yc),
+        "salun": lambda s: unn.salun(s.net, *_class_zero(s)[1:], epochs=1),
+        "scrub": lambda s: unn.scrub(s.net, *_class_zero(s)[1:], max_epochs=1),
+        "class_distillation": lambda s: unn.class_distillation(
+            s.net, *_class_zero(s)[1:], max_steps=20, on_unreliable="ignore"
+        ),
     }
 
 
@@ -1611,6 +1643,10 @@ def _fingerprint(result) -> bytes:
         tensors = [result.log_weights, result.samples["w"]]
     elif isinstance(result, torch.Tensor):
         tensors = [result]
+    elif isinstance(result, float):
+        return repr(result).encode()
+    elif isinstance(result, dict):  # importances or per-example statistics, by name
+        tensors = [result[k] for k in sorted(result)]
     elif hasattr(result, "columns"):  # a DataFrame
         return result.to_numpy(dtype=float).tobytes()  # bool columns too, by value
     elif hasattr(result, "prototype_trace"):  # a guide

@@ -116,6 +116,11 @@ def guarded(*example_args: str):
                 raise BadRequestError(
                     f"{fn.__name__} takes a trained torch network, got {_describe(net)}"
                 )
+            if not any(p.requires_grad for p in net.parameters()):
+                raise BadRequestError(
+                    f"{fn.__name__}: the network has no trainable parameters (every "
+                    "requires_grad is False); unfreeze the layers the method may change"
+                )
             try:
                 bound = signature.bind(net, *args, **options)
             except TypeError as error:

@@ -8,6 +8,9 @@ and MAS's output sensitivity :math:`\frac1n\sum_i |\partial_{\theta_k} \|f_\thet
 Networks whose parameters all belong to ``nn.Linear`` layers take a fast path (each
 example's weight gradient is the outer product :math:`\delta_i a_i^\top` of the gradient at
 the layer's output and the layer's input); others use ``torch.func.vmap`` over ``grad``.
+Both are taken in eval mode (batch norm's running statistics, no dropout; the network's
+modes are restored). A frozen parameter (``requires_grad=False``, e.g. a pretrained body)
+gets importance 0: no method changes it.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 from torch.func import functional_call, grad, vmap
+
+from ._guards import evaluating
 
 
 def diagonal_fisher(
@@ -27,18 +32,23 @@ def diagonal_fisher(
     output, and the squared weight gradient is :math:`\\delta^2 (a^2)^\top` per example.
     Other networks use per-example, per-class gradients (``torch.func``).
     """
-    if _only_linear_layers(net):
-        return _linear_fisher(net, x)
-    params, buffers = _detached_state(net)
+    with evaluating(net):
+        if _only_linear_layers(net):
+            return _trainable_only(net, _linear_fisher(net, x))
+        return _trainable_only(net, _vmap_fisher(net, x, chunk_size))
+
+
+def _vmap_fisher(net: nn.Module, x: torch.Tensor, chunk_size: int) -> dict[str, torch.Tensor]:
+    params, frozen, buffers = _detached_state(net)
 
     def log_prob(p, xi, onehot):
-        logits = functional_call(net, (p, buffers), (xi.unsqueeze(0),))
+        logits = functional_call(net, (p, frozen, buffers), (xi.unsqueeze(0),))
         return (logits.log_softmax(-1)[0] * onehot).sum()
 
     per_class = vmap(grad(log_prob), in_dims=(None, None, 0))  # all classes of one example
     fisher = {k: torch.zeros_like(v) for k, v in params.items()}
     with torch.no_grad():
-        probs = functional_call(net, (params, buffers), (x,)).softmax(-1)
+        probs = net(x).softmax(-1)
     classes = torch.eye(probs.shape[-1], dtype=probs.dtype)
     for start in range(0, len(x), chunk_size):
         xs, ps = x[start : start + chunk_size], probs[start : start + chunk_size]
@@ -58,12 +68,23 @@ def _only_linear_layers(net: nn.Module) -> bool:
     )
 
 
-def _detached_state(net: nn.Module) -> tuple[dict, dict]:
-    """Parameters and buffers by name, detached, for ``functional_call`` under ``vmap``."""
+def _detached_state(net: nn.Module) -> tuple[dict, dict, dict]:
+    """Trainable parameters, frozen parameters and buffers by name, detached, for
+    ``functional_call`` under ``vmap`` (gradients are taken for the first only)."""
+    named = dict(net.named_parameters())
     return (
-        {k: v.detach() for k, v in net.named_parameters()},
+        {k: v.detach() for k, v in named.items() if v.requires_grad},
+        {k: v.detach() for k, v in named.items() if not v.requires_grad},
         {k: v.detach() for k, v in net.named_buffers()},
     )
+
+
+def _trainable_only(net: nn.Module, importance: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``importance`` for every parameter of ``net``, 0 for the frozen ones."""
+    return {
+        k: importance[k] if p.requires_grad and k in importance else torch.zeros_like(p)
+        for k, p in net.named_parameters()
+    }
 
 
 def _forward_recording_linears(net: nn.Module, x: torch.Tensor):
@@ -95,7 +116,7 @@ def _linear_fisher(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
         for p in ("weight", "bias")
         if getattr(m, p) is not None
     }
-    names = list(linears)
+    names = [n for n in linears if outputs[n].requires_grad]
     for c in range(probs.shape[-1]):
         deltas = torch.autograd.grad(
             log_p[:, c].sum(), [outputs[n] for n in names], retain_graph=True
@@ -115,20 +136,21 @@ def output_sensitivity(net: nn.Module, x: torch.Tensor) -> dict[str, torch.Tenso
     One backward pass for ``nn.Linear`` networks (:math:`|\delta_i a_i^\top| = |\delta_i|\,|a_i|^\top`),
     per-example gradients otherwise.
     """
-    if _only_linear_layers(net):
-        out, linears, inputs, outputs = _forward_recording_linears(net, x)
-        names = list(linears)
-        deltas = torch.autograd.grad(out.pow(2).sum(), [outputs[n] for n in names])
-        importance = {}
-        for name, delta in zip(names, deltas, strict=True):
-            importance[f"{name}.weight"] = delta.abs().T @ inputs[name].abs()
-            if linears[name].bias is not None:
-                importance[f"{name}.bias"] = delta.abs().sum(0)
-        return {k: importance[k] / len(x) for k, _ in net.named_parameters()}
-    params, buffers = _detached_state(net)
+    with evaluating(net):
+        if _only_linear_layers(net):
+            out, linears, inputs, outputs = _forward_recording_linears(net, x)
+            names = [n for n in linears if outputs[n].requires_grad]
+            deltas = torch.autograd.grad(out.pow(2).sum(), [outputs[n] for n in names])
+            importance = {}
+            for name, delta in zip(names, deltas, strict=True):
+                importance[f"{name}.weight"] = delta.abs().T @ inputs[name].abs() / len(x)
+                if linears[name].bias is not None:
+                    importance[f"{name}.bias"] = delta.abs().sum(0) / len(x)
+            return _trainable_only(net, importance)
+        params, frozen, buffers = _detached_state(net)
 
-    def squared_norm(p, xi):
-        return functional_call(net, (p, buffers), (xi.unsqueeze(0),)).pow(2).sum()
+        def squared_norm(p, xi):
+            return functional_call(net, (p, frozen, buffers), (xi.unsqueeze(0),)).pow(2).sum()
 
-    grads = vmap(grad(squared_norm), in_dims=(None, 0))(params, x)
-    return {k: g.abs().mean(0) for k, g in grads.items()}
+        grads = vmap(grad(squared_norm), in_dims=(None, 0))(params, x)
+        return _trainable_only(net, {k: g.abs().mean(0) for k, g in grads.items()})

@@ -33,7 +33,8 @@ def targeted_pgd(
     Returns adversarial inputs ``x + delta`` pushed towards the ``target`` labels. With
     ``bounds`` the inputs stay in that box (``x + delta`` clamped after every step, as
     advertorch's ``L2PGDAttack`` does); with ``random_start`` (a generator) ``delta`` starts at
-    a uniform point of the box minus ``x``, projected onto the ball, instead of 0.
+    a uniform point of the box minus ``x``, projected onto the ball, instead of 0. The
+    network is attacked in eval mode (its modes are restored).
     """
 
     def project(delta):
@@ -47,12 +48,14 @@ def targeted_pgd(
         low, high = bounds if bounds is not None else (0.0, 1.0)
         delta = project(low + (high - low) * _rng.uniform(x.shape, random_start, like=x) - x)
     delta.requires_grad_(True)
-    for _ in range(iterations):
-        loss = nn.functional.cross_entropy(net(x + delta), target)
-        (g,) = torch.autograd.grad(loss, delta)
-        with torch.no_grad():
-            norm = g.flatten(1).norm(dim=1).clamp(min=1e-12).reshape((-1,) + (1,) * (x.dim() - 1))
-            delta.copy_(project(delta - step * g / norm))
+    with evaluating(net):
+        for _ in range(iterations):
+            loss = nn.functional.cross_entropy(net(x + delta), target)
+            (g,) = torch.autograd.grad(loss, delta)
+            with torch.no_grad():
+                shape = (-1,) + (1,) * (x.dim() - 1)
+                norm = g.flatten(1).norm(dim=1).clamp(min=1e-12).reshape(shape)
+                delta.copy_(project(delta - step * g / norm))
     adversarial = x + delta.detach()
     return adversarial.clamp(*bounds) if bounds is not None else adversarial
 
@@ -73,8 +76,8 @@ def batch_output_importance(net: nn.Module, x, *, batch_size: int = 32) -> dict[
     gradients of the squared norm). Not normalised; the network's mode is used as it is (the
     authors call it in training mode).
     """
-    params = dict(net.named_parameters())
-    importance = {k: torch.zeros_like(p) for k, p in params.items()}
+    params = {k: p for k, p in net.named_parameters() if p.requires_grad}  # frozen: 0
+    importance = {k: torch.zeros_like(p) for k, p in net.named_parameters()}
     for batch in torch.arange(len(x)).split(batch_size):
         loss = net(x[batch]).norm(dim=1).mean()
         grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
@@ -114,7 +117,7 @@ def runner_up_labels(net: nn.Module, x_forget, y_forget) -> torch.Tensor:
     >>> runner_up_labels(net, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 2]))
     tensor([1, 0])
     """
-    with torch.no_grad():
+    with evaluating(net), torch.no_grad():
         logits = net(x_forget).clone()
     logits.scatter_(-1, y_forget.unsqueeze(-1), -torch.inf)
     return logits.argmax(-1)

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ..errors import BadRequestError
+from ._guards import evaluating
 
 
 def per_sample(net: nn.Module, x, y) -> dict[str, torch.Tensor]:
-    """Per-example cross-entropy loss and predictive entropy."""
-    with torch.no_grad():
+    """Per-example cross-entropy loss and predictive entropy, in eval mode."""
+    with evaluating(net), torch.no_grad():
         log_p = net(x).log_softmax(-1)
     return {
         "loss": -log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1),
@@ -64,13 +65,14 @@ def membership_attack(
 
 
 def js_divergence(net_a: nn.Module, net_b: nn.Module, x) -> float:
-    r"""Mean Jensen-Shannon divergence (nats) between the two networks' predictive distributions.
+    r"""Mean Jensen-Shannon divergence (nats) between the two networks' predictive distributions
+    (both in eval mode).
 
     >>> net = nn.Linear(3, 4)
     >>> js_divergence(net, net, torch.randn(5, 3))
     0.0
     """
-    with torch.no_grad():
+    with evaluating(net_a), evaluating(net_b), torch.no_grad():
         p, q = net_a(x).softmax(-1), net_b(x).softmax(-1)
     m = (p + q) / 2
 

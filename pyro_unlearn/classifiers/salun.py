@@ -40,8 +40,8 @@ def weight_saliency(
         raise BadRequestError(
             f"sparsity must be in [0, 1) (the share of weights frozen), got {sparsity}"
         )
-    params = dict(net.named_parameters())
-    saliency = {k: torch.zeros_like(p) for k, p in params.items()}
+    params = {k: p for k, p in net.named_parameters() if p.requires_grad}  # frozen: never salient
+    saliency = {k: torch.zeros_like(p) for k, p in net.named_parameters()}
     with evaluating(net):
         for batch in torch.arange(len(x_forget)).split(batch_size):
             loss = -nn.functional.cross_entropy(net(x_forget[batch]), y_forget[batch])

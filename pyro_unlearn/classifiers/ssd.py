@@ -23,14 +23,16 @@ def minibatch_importance(net: nn.Module, x, y, *, batch_size: int = 64) -> dict[
     and cancel within a minibatch of all classes at a trained optimum, which is what lets
     SSD's ratio test single out forget-specific weights (the authors' implementation).
     """
-    importance = {k: torch.zeros_like(v) for k, v in net.named_parameters()}
+    importance = {k: torch.zeros_like(v) for k, v in net.named_parameters()}  # frozen: 0
+    params = {k: p for k, p in net.named_parameters() if p.requires_grad}
     batches = torch.arange(len(x), device=x.device).split(batch_size)
-    for batch in batches:
-        grads = torch.autograd.grad(
-            nn.functional.cross_entropy(net(x[batch]), y[batch]), list(net.parameters())
-        )
-        for (k, _), g in zip(net.named_parameters(), grads, strict=True):
-            importance[k] += g.pow(2)
+    with evaluating(net):
+        for batch in batches:
+            loss = nn.functional.cross_entropy(net(x[batch]), y[batch])
+            grads = torch.autograd.grad(loss, list(params.values()), allow_unused=True)
+            for k, g in zip(params, grads, strict=True):
+                if g is not None:
+                    importance[k] += g.pow(2)
     return {k: v / len(batches) for k, v in importance.items()}
 
 

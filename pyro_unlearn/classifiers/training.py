@@ -8,13 +8,15 @@ import torch
 from torch import nn
 
 from .. import _checks, _rng
+from ._guards import evaluating
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    """Fraction of correct predictions (``nan`` on empty data)."""
+    """Fraction of correct predictions (``nan`` on empty data), in eval mode (the network's
+    modes and batch-norm statistics are left as they were)."""
     if len(x) == 0:
         return float("nan")
-    with torch.no_grad():
+    with evaluating(net), torch.no_grad():
         return float((net(x).argmax(-1) == y).double().mean())
 
 

@@ -50,6 +50,64 @@ def test_diagonal_fisher_equals_brute_force(tiny, path):
 
 
 @pytest.mark.parametrize("path", ["linear fast path", "generic"])
+@pytest.mark.parametrize("frozen", ["0.weight", "2.bias"])
+def test_importances_of_a_frozen_parameter_are_zero_and_the_others_unchanged(tiny, path, frozen):
+    """A frozen parameter (a pretrained body, a fixed head) gets importance 0, which no method
+    reads as a reason to move it; every other parameter's importance is what it is with
+    nothing frozen."""
+    net, x, y = tiny
+    net = net if path == "linear fast path" else Scaled(net)
+    name = frozen if path == "linear fast path" else f"net.{frozen}"
+    importances = {
+        "fisher": lambda n: unn.diagonal_fisher(n, x),
+        "sensitivity": lambda n: unn.output_sensitivity(n, x),
+        "minibatch": lambda n: unn.minibatch_importance(n, x, y),
+        "batch output": lambda n: unn.batch_output_importance(n, x),
+    }
+    part = copy.deepcopy(net)
+    part.get_parameter(name).requires_grad_(False)
+    for what, importance in importances.items():
+        whole, partial = importance(net), importance(part)
+        assert list(partial) == [k for k, _ in net.named_parameters()], what
+        assert torch.equal(partial[name], torch.zeros_like(partial[name])), what
+        for k in whole:
+            if k != name:
+                assert torch.allclose(partial[k], whole[k], rtol=1e-5, atol=1e-8), (what, k)
+
+
+@pytest.mark.parametrize("method", sorted(unn.methods.UNLEARN_METHODS))
+def test_every_method_leaves_a_frozen_body_as_it_was(method):
+    """Transfer learning's network: a body frozen (``requires_grad=False``) under a trained
+    head. Every method runs and changes none of the frozen weights."""
+    torch.manual_seed(0)
+    net = unn.mlp(4, (8,), 3)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    unn.train(net, x, y, epochs=20)
+    net[0].requires_grad_(False)
+    forget = y == 0
+    retained = {"x_retain": x[~forget], "y_retain": y[~forget]}
+    options = {
+        "ssd": {"x_all": x, "y_all": y},
+        "salun": retained,
+        "scrub": retained,
+        "l1_sparse": retained,
+        "class_distillation": {**retained, "max_steps": 30},
+    }.get(method, {"max_steps": 30} if method in ("pbu", "neggrad", "instance") else {})
+    if method in ("pbu", "neggrad", "instance", "class_distillation"):
+        options["on_unreliable"] = "ignore"
+    result = pu.unlearn(
+        unn.ClassifierModel(net), net, x[forget], y[forget], method=method, **options
+    )
+    new = result.network
+    assert torch.equal(new[0].weight, net[0].weight) and torch.equal(new[0].bias, net[0].bias)
+    assert not new[0].weight.requires_grad
+    moved = not all(
+        torch.equal(a, b) for a, b in zip(new.parameters(), net.parameters(), strict=True)
+    )
+    assert moved, f"{method} changed nothing of the trainable head"
+
+
+@pytest.mark.parametrize("path", ["linear fast path", "generic"])
 def test_output_sensitivity_equals_per_example_gradients(tiny, path):
     net, x, _ = tiny
     net = net if path == "linear fast path" else Scaled(net)
