@@ -1199,6 +1199,18 @@ def api_cases() -> list[Case]:
             "alpha must be a number >= 0",
         ),
         C(
+            "half-precision inputs to a network of another dtype",
+            lambda s: unn.salun(s.net, s.xc.half(), s.yc, s.xc, s.yc),
+            pu.BadRequestError,
+            r"cannot read x_forget \(a torch.float16 tensor.*its parameters are torch.float",
+        ),
+        C(
+            "accuracy of labels of another shape",
+            lambda s: unn.accuracy(s.net, s.xc, s.yc[:, None]),
+            pu.BadRequestError,
+            "y has shape",
+        ),
+        C(
             "a network with every parameter frozen",
             lambda s: unn.pbu(_frozen(s.net), s.xc, s.yc),
             pu.BadRequestError,
@@ -1397,7 +1409,13 @@ def api_cases() -> list[Case]:
             "membership attack, empty forget set",
             lambda s: unn.membership_attack(s.net, s.xc[:0], s.yc[:0], s.xc, s.yc),
             ValueError,
-            "x_forget must hold at least 2 examples",
+            "x_forget must be a non-empty tensor",
+        ),
+        C(
+            "membership attack, one test example",
+            lambda s: unn.membership_attack(s.net, s.xc, s.yc, s.xc[:1], s.yc[:1]),
+            ValueError,
+            "x_test must hold at least 2 examples",
         ),
     ]
     return cases

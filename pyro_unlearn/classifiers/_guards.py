@@ -18,17 +18,28 @@ from ..errors import BadRequestError, TargetNotReachedError, UnlearningDivergedE
 from ..options import OnUnreliable, choose
 
 
-def _check_examples(net: nn.Module, x, y=None, *, name: str = "x_forget") -> None:
-    """A forget set the method can use: non-empty, finite inputs, one integer label per
-    input, each a class of the network (labels out of range would otherwise be ignored or
-    read as "forgotten" at once)."""
+def checked_examples(net: nn.Module, x, y=None, *, name: str = "x_forget"):
+    """Examples the network can read: non-empty, finite inputs of a dtype and shape its
+    forward pass takes, one integer label per input, each a class of the network (labels out
+    of range would otherwise be ignored or read as "forgotten" at once). Returns the labels
+    as int64, the dtype torch's losses and indexing need (int32 or uint8 labels are copied;
+    ``None`` without labels)."""
     if not isinstance(x, torch.Tensor) or x.dim() < 1 or len(x) == 0:
         raise BadRequestError(f"{name} must be a non-empty tensor of inputs, got {_describe(x)}")
     if x.is_floating_point() and not bool(torch.isfinite(x).all()):
         raise BadRequestError(f"{name} holds non-finite values (NaN or inf)")
+    try:
+        with evaluating(net), torch.no_grad():
+            classes = net(x[:1]).shape[-1]
+    except (RuntimeError, TypeError, ValueError) as error:
+        dtypes = sorted({str(p.dtype) for p in net.parameters()})
+        raise BadRequestError(
+            f"the network cannot read {name} ({_describe(x)}; its parameters are "
+            f"{', '.join(dtypes)}): {error}"
+        ) from None
     if y is None:
-        return
-    label_name = name.replace("x_", "y_")
+        return None
+    label_name = "y" + name[1:]  # x_forget's labels are y_forget
     if not isinstance(y, torch.Tensor) or y.is_floating_point() or y.dtype == torch.bool:
         raise BadRequestError(
             f"{label_name} must be a tensor of integer class labels, got {_describe(y)}"
@@ -37,14 +48,13 @@ def _check_examples(net: nn.Module, x, y=None, *, name: str = "x_forget") -> Non
         raise BadRequestError(
             f"{label_name} has shape {tuple(y.shape)}; expected one label per input, ({len(x)},)"
         )
-    with torch.no_grad():
-        classes = net(x[:1]).shape[-1]
     if int(y.min()) < 0 or int(y.max()) >= classes:
         bad = y[(y < 0) | (y >= classes)].unique().tolist()
         raise BadRequestError(
             f"{label_name} holds labels {bad[:5]} outside the network's {classes} classes "
             f"[0, {classes})"
         )
+    return y.long()
 
 
 def _describe(value) -> str:
@@ -132,20 +142,17 @@ def guarded(*example_args: str):
                     HYPERPARAMETER_CHECKS[name](name, value)
             work = copy.deepcopy(net)  # even a forward pass in train mode moves BN buffers
             with torch.random.fork_rng():
-                work.eval()  # the checks' forward pass: any batch size, no dropout
                 for name in example_args:
-                    if name.startswith("x_"):
-                        labels = "y_" + name[2:]
-                        _check_examples(
-                            work,
-                            bound.arguments.get(name),
-                            bound.arguments.get(labels) if labels in example_args else None,
-                            name=name,
+                    labels = "y_" + name[2:]
+                    if name.startswith("x_") and labels in example_args:
+                        bound.arguments[labels] = checked_examples(
+                            work, bound.arguments[name], bound.arguments[labels], name=name
                         )
-                for theirs, ours in zip(net.modules(), work.modules(), strict=True):
-                    ours.training = theirs.training
+                    elif name.startswith("x_"):
+                        checked_examples(work, bound.arguments[name], name=name)
+                bound.arguments[next(iter(signature.parameters))] = work
                 torch.manual_seed(seed)
-                return fn(work, *args, **options)
+                return fn(*bound.args, **bound.kwargs)
 
         return method
 

@@ -14,7 +14,7 @@ from .. import _rng
 from ..options import Variant, choose
 from ._guards import accuracy_target, check_finite, check_reached, evaluating, guarded
 from .fisher import output_sensitivity
-from .training import accuracy
+from .training import _accuracy
 
 
 def targeted_pgd(
@@ -275,7 +275,7 @@ def instance_unlearn(
         "steps": steps,
         "reached_target": forgotten,
         "forget_accuracy": _forget_accuracy(new, x_forget, y_forget),
-        "adversarial_success": accuracy(net, x_adv, y_adv),
+        "adversarial_success": _accuracy(net, x_adv, y_adv),
         "seconds": time.perf_counter() - start,
     }
     target = accuracy_target(target_forget_accuracy)
@@ -284,7 +284,7 @@ def instance_unlearn(
 
 def _forget_accuracy(net, x, y) -> float:
     with evaluating(net):  # the authors test in eval mode between their training-mode steps
-        return accuracy(net, x, y)
+        return _accuracy(net, x, y)
 
 
 def _authors_examples(net, x, y, classes, num_adversarial, eps, step, iterations, g):

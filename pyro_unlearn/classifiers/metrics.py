@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ..errors import BadRequestError
-from ._guards import evaluating
+from ._guards import checked_examples, evaluating
 
 
 def per_sample(net: nn.Module, x, y) -> dict[str, torch.Tensor]:
     """Per-example cross-entropy loss and predictive entropy, in eval mode."""
+    y = checked_examples(net, x, y, name="x")
     with evaluating(net), torch.no_grad():
         log_p = net(x).log_softmax(-1)
     return {
@@ -47,10 +48,11 @@ def membership_attack(
     from sklearn.model_selection import cross_val_score
 
     for name, x, y in (("x_forget", x_forget, y_forget), ("x_test", x_test, y_test)):
-        if len(x) < 2 or len(y) != len(x):
+        checked_examples(net, x, y, name=name)
+        if len(x) < 2:
             raise BadRequestError(
                 f"membership_attack: {name} must hold at least 2 examples with one label each "
-                f"(got {len(x)} inputs, {len(y)} labels): the attack is cross-validated"
+                f"(got {len(x)}): the attack is cross-validated"
             )
 
     a = per_sample(net, x_forget, y_forget)[feature].double().cpu().numpy()

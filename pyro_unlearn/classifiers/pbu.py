@@ -17,7 +17,7 @@ from torch import nn
 from .. import _rng
 from ._guards import accuracy_target, check_finite, check_reached, evaluating, guarded
 from .fisher import diagonal_fisher
-from .training import accuracy
+from .training import _accuracy
 
 
 def _ascent(
@@ -40,7 +40,7 @@ def _ascent(
     optim = torch.optim.Adam(net.parameters(), lr=lr)
     g = _rng.generator(seed)
     steps, start = 0, time.perf_counter()
-    stopped = accuracy(net, x_forget, y_forget) <= target_forget_accuracy
+    stopped = _accuracy(net, x_forget, y_forget) <= target_forget_accuracy
     while not stopped and steps < max_steps:
         for batch in _rng.permutation(len(x_forget), g).split(batch_size):
             optim.zero_grad()
@@ -49,7 +49,7 @@ def _ascent(
             loss.backward()
             optim.step()
             steps += 1
-            if accuracy(net, x_forget, y_forget) <= target_forget_accuracy:
+            if _accuracy(net, x_forget, y_forget) <= target_forget_accuracy:
                 stopped = True
                 break
             if steps >= max_steps:
@@ -57,7 +57,7 @@ def _ascent(
     info = {
         "steps": steps,
         "reached_target": stopped,
-        "forget_accuracy": accuracy(net, x_forget, y_forget),
+        "forget_accuracy": _accuracy(net, x_forget, y_forget),
         "seconds": time.perf_counter() - start,
     }
     return net, check_reached(info, on_unreliable, method, accuracy_target(target_forget_accuracy))

@@ -8,14 +8,19 @@ import torch
 from torch import nn
 
 from .. import _checks, _rng
-from ._guards import evaluating
+from ._guards import checked_examples, evaluating
 
 
 def accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of correct predictions (``nan`` on empty data), in eval mode (the network's
     modes and batch-norm statistics are left as they were)."""
-    if len(x) == 0:
+    if isinstance(x, torch.Tensor) and len(x) == 0:
         return float("nan")
+    return _accuracy(net, x, checked_examples(net, x, y, name="x"))
+
+
+def _accuracy(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """:func:`accuracy` of examples already checked (the methods' stopping rules)."""
     with evaluating(net), torch.no_grad():
         return float((net(x).argmax(-1) == y).double().mean())
 

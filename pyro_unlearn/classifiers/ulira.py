@@ -30,13 +30,14 @@ import torch
 from torch import nn
 
 from .. import _rng
-from ._guards import evaluating
+from ._guards import checked_examples, evaluating
 from .training import retrain
 
 
 def logit_confidence(net: nn.Module, x, y) -> torch.Tensor:
     r""":math:`\phi = \log p(y\mid x) - \log(1-p(y\mid x))` per example, computed stably
     (in eval mode)."""
+    y = checked_examples(net, x, y, name="x")
     with evaluating(net), torch.no_grad():
         log_p = net(x).log_softmax(-1)
     own = log_p.gather(-1, y.unsqueeze(-1)).squeeze(-1)

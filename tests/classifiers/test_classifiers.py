@@ -107,6 +107,37 @@ def test_every_method_leaves_a_frozen_body_as_it_was(method):
     assert moved, f"{method} changed nothing of the trainable head"
 
 
+@pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
+@pytest.mark.parametrize("method", ["pbu", "instance", "salun", "class_distillation", "ssd"])
+def test_labels_of_a_narrower_integer_dtype_give_the_same_network(method, dtype):
+    """Labels from numpy or a file often arrive as int32 or uint8: every method reads them as
+    the int64 labels they are (torch's losses refuse int32; uint8 would index as a mask)."""
+    torch.manual_seed(0)
+    net = unn.mlp(4, (8,), 3)
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    unn.train(net, x, y, epochs=10)
+    forget = y == 0
+    options = {
+        "ssd": {"x_all": x, "y_all": y},
+        "salun": {"x_retain": x[~forget], "y_retain": y[~forget]},
+        "class_distillation": {"x_retain": x[~forget], "y_retain": y[~forget], "max_steps": 20},
+    }.get(method, {"max_steps": 20})
+    if method != "salun" and method != "ssd":
+        options["on_unreliable"] = "ignore"
+
+    def run(labels):
+        narrow = {k: labels(v) if k.startswith("y_") else v for k, v in options.items()}
+        model = unn.ClassifierModel(net)
+        return pu.unlearn(model, net, x[forget], labels(y[forget]), method=method, **narrow)
+
+    wide, narrow = run(lambda t: t), run(lambda t: t.to(dtype))
+    pairs = zip(
+        wide.network.state_dict().values(), narrow.network.state_dict().values(), strict=True
+    )
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert unn.accuracy(net, x, y.to(dtype)) == unn.accuracy(net, x, y)
+
+
 @pytest.mark.parametrize("path", ["linear fast path", "generic"])
 def test_output_sensitivity_equals_per_example_gradients(tiny, path):
     net, x, _ = tiny
