@@ -7,6 +7,8 @@ The table is built here from the method modules below (no registration on import
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import time
 from collections.abc import Callable, Iterable
 
@@ -162,7 +164,10 @@ def unlearn(
         What the posterior ``guide`` has already forgotten. Repeated deletions raise
         :class:`~pyro_unlearn.RepeatedDeletionError` before any work is done.
     **options
-        Passed to the method (e.g. ``hessian="ggn"``, ``psd="clip"`` for Laplace).
+        Passed to the method (e.g. ``hessian="ggn"``, ``psd="clip"`` for Laplace); one it
+        does not have is refused before any work, naming the closest it has.
+        ``on_unreliable`` (the policy of :mod:`pyro_unlearn.errors`) is accepted by every
+        method; those that never flag a result have nothing to apply it to.
         ``lam="certified"`` (eubo, rkl, smc) runs the method at every lambda of
         :data:`CERTIFIED_LAMS` and keeps the result the certificate
         (:func:`~pyro_unlearn.certify`) puts closest to retraining; it needs the retained
@@ -175,6 +180,7 @@ def unlearn(
         )
     check_posterior(method, guide)
     method = Method(method)
+    options = _method_options(method, options)
     _checks.finite_data(forget_args, model_kwargs)
     own = getattr(guide.unlearned if isinstance(guide, UnlearnResult) else guide, "ledger", None)
     if isinstance(guide, UnlearnResult):  # an earlier result: continue from its posterior
@@ -254,6 +260,49 @@ def unlearn(
     return result
 
 
+#: the arguments ``unlearn`` fills itself: not options a caller passes through it
+_FILLED = {"model", "guide", "posterior", "net", "x_forget", "y_forget"}
+#: the methods ``lam="certified"`` chooses the adjusted likelihood of, and its own options
+CERTIFIED_METHODS = ("eubo", "rkl", "smc")
+_CERTIFIED_OPTIONS = {"retained", "certificate_samples"}
+
+
+def _method_options(method: Method, options: dict) -> dict:
+    """``options`` as ``METHODS[method]`` takes them, checked before any work.
+
+    An option the method does not have is refused, naming the closest one it has. The
+    policy ``on_unreliable`` is one for all: a method that never flags its result (Laplace,
+    the zero-shot classifier baselines) accepts it and has nothing to apply it to.
+    """
+    if "on_unreliable" in options:
+        choose(OnUnreliable, options["on_unreliable"], "on_unreliable")
+    parameters = inspect.signature(METHODS[method]).parameters.values()
+    known = {
+        p.name
+        for p in parameters
+        if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _FILLED
+    }
+    if options.get("lam") == "certified":
+        if method not in CERTIFIED_METHODS:
+            raise BadRequestError(
+                f"lam='certified' is for {', '.join(CERTIFIED_METHODS)}, not {method.value!r}"
+            )
+        known |= _CERTIFIED_OPTIONS
+    if "on_unreliable" not in known:
+        options = {k: v for k, v in options.items() if k != "on_unreliable"}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        if unknown[0] in _CERTIFIED_OPTIONS:
+            hint = "it goes with lam='certified'. "
+        raise BadRequestError(
+            f"method={method.value!r} has no option {unknown[0]!r}: {hint}Its options: "
+            f"{', '.join(sorted(known - {'mask', 'plate', 'sites', 'model_kwargs'}))}"
+        )
+    return options
+
+
 #: ``lam="certified"``: the adjusted-likelihood thresholds tried, from the plain objective
 #: (0) to switching the forget term off (1, "do nothing"), a decade apart as in VBU's sweeps
 CERTIFIED_LAMS = (0.0, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0)
@@ -266,8 +315,6 @@ def _certified_lam(model, posterior, forget_args, method, mask, plate, sites, kw
     The retained data are the forget arguments with ``mask`` (masked mode), or
     ``options["retained"]``: a tuple of model arguments holding the retained data only.
     """
-    if method not in ("eubo", "rkl", "smc"):
-        raise BadRequestError(f"lam='certified' is for eubo, rkl and smc, not {method.value!r}")
     options = dict(options)
     options.pop("lam")
     retained = options.pop("retained", None)

@@ -423,8 +423,34 @@ def api_cases() -> list[Case]:
         C(
             "unknown method option",
             lambda s: unlearn(s, s.Xe, s.ye, method="laplace", num_steps=3),
-            TypeError,
-            "num_steps",
+            pu.BadRequestError,
+            "method='laplace' has no option 'num_steps'",
+        ),
+        C(
+            "a misspelt option",
+            lambda s: unlearn(s, s.Xe, s.ye, method="eubo", num_stepz=3),
+            pu.BadRequestError,
+            "no option 'num_stepz': did you mean 'num_steps'",
+        ),
+        C(
+            "a misspelt policy where no result is ever flagged",
+            lambda s: unlearn(s, s.Xe, s.ye, method="laplace", on_unreliable="wran"),
+            pu.BadRequestError,
+            "on_unreliable",
+        ),
+        C(
+            "lam='certified''s option without it",
+            lambda s: unlearn(s, s.Xe, s.ye, method="eubo", retained=(s.X, s.y)),
+            pu.BadRequestError,
+            "no option 'retained': it goes with lam='certified'",
+        ),
+        C(
+            "a classifier option misspelt through unlearn",
+            lambda s: pu.unlearn(
+                unn.ClassifierModel(s.net), s.net, s.xc, s.yc, method="pbu", max_step=3
+            ),
+            pu.BadRequestError,
+            "no option 'max_step': did you mean 'max_steps'",
         ),
         # ---------------------------------------------------------------- laplace
         C(
@@ -1618,6 +1644,19 @@ def _success_cases():
             on_unreliable="ignore",
         ),
         "runner_up_labels": lambda s: unn.runner_up_labels(s.net, s.xc, s.yc),
+        "laplace under the one policy (nothing it flags)": lambda s: pu.unlearn(
+            s.model, s.guide, s.Xe, s.ye, method="laplace", on_unreliable="warn"
+        ),
+        "salun under the one policy (nothing it flags)": lambda s: pu.unlearn(
+            unn.ClassifierModel(s.net),
+            s.net,
+            *_class_zero(s)[1:3],
+            method="salun",
+            x_retain=s.xc,
+            y_retain=s.yc,
+            epochs=1,
+            on_unreliable="ignore",
+        ),
         # statistics of the caller's network read it in eval mode: batch norm's running
         # statistics stay, dropout draws nothing from the global RNG
         "accuracy": lambda s: unn.accuracy(s.net, s.xc, s.yc),
@@ -1656,7 +1695,7 @@ def _fingerprint(result) -> bytes:
     if isinstance(result, tuple):  # a classifier method: (network, diagnostics)
         result = result[0]
     if isinstance(result, pu.UnlearnResult):
-        result = result.guide
+        result = result.guide if result.network is None else result.network
     if isinstance(result, pu.WeightedSamples):
         tensors = [result.log_weights, result.samples["w"]]
     elif isinstance(result, torch.Tensor):

@@ -276,7 +276,7 @@ def test_certified_lambda_keeps_the_best_certified_result():
     assert again.certificate.scope == "retained" and again.diagnostics["lam"] < 1.0
     with pytest.raises(pu.BadRequestError, match="retained data"):
         pu.unlearn(blr.model, q_full, X[forget], y[forget], method="eubo", lam="certified")
-    with pytest.raises(pu.BadRequestError, match="eubo, rkl and smc"):
+    with pytest.raises(pu.BadRequestError, match="is for eubo, rkl, smc, not .laplace."):
         pu.unlearn(blr.model, q_full, X[forget], y[forget], method="laplace", lam="certified")
 
 

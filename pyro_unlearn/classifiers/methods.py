@@ -73,6 +73,7 @@ def _unlearn_form(name: str, fn: Callable, reads: str = "inputs and labels") -> 
         return fn(net, *forget[reads], **options)
 
     method.__name__ = f"{name}_method"
+    method.__wrapped__ = fn  # its options, for inspect.signature
     return method
 
 

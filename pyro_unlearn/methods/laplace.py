@@ -294,3 +294,6 @@ def laplace_unlearn(
 def laplace_method(model, guide, *forget_args, **options):
     result = laplace_unlearn(model, guide, *forget_args, **options)
     return result, dict(result.diagnostics)
+
+
+laplace_method.__wrapped__ = laplace_unlearn  # its options, for inspect.signature

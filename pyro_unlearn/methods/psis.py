@@ -116,3 +116,6 @@ def psis_method(model, posterior, *forget_args, **options):
     if not result.reliable:
         diagnostics.update(reliable=False, unreliable=list(result.unreliable))
     return result, diagnostics
+
+
+psis_method.__wrapped__ = psis_unlearn  # its options, for inspect.signature
