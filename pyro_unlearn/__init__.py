@@ -25,6 +25,7 @@ from .errors import (
     ImproperTargetError,
     SMCStalledError,
     TargetNotReachedError,
+    UnknownOptionError,
     UnlearningDivergedError,
     UnlearningError,
     UnreliableResultError,
@@ -99,6 +100,7 @@ __all__ = [
     # errors
     "UnlearningError",
     "BadRequestError",
+    "UnknownOptionError",
     "UnsupportedPosteriorError",
     "UnreliableResultError",
     "UnreliableResultWarning",

@@ -18,7 +18,13 @@ from pyro.infer.autoguide import AutoDelta, AutoGuide, AutoLaplaceApproximation,
 from . import _checks
 from .certificate import certify
 from .classifiers.methods import UNLEARN_METHODS as CLASSIFIER_METHODS
-from .errors import BadRequestError, UnreliableResultError, UnsupportedPosteriorError, unreliable
+from .errors import (
+    BadRequestError,
+    UnknownOptionError,
+    UnreliableResultError,
+    UnsupportedPosteriorError,
+    unreliable,
+)
 from .guides import GAUSSIAN_AUTOGUIDES
 from .ledger import ForgetLedger
 from .masks import MaskLike
@@ -166,8 +172,9 @@ def unlearn(
     **options
         Passed to the method (e.g. ``hessian="ggn"``, ``psd="clip"`` for Laplace); one it
         does not have is refused before any work, naming the closest it has.
-        ``on_unreliable`` (the policy of :mod:`pyro_unlearn.errors`) is accepted by every
-        method; those that never flag a result have nothing to apply it to.
+        ``on_unreliable`` (the policy of :mod:`pyro_unlearn.errors`) and ``progress_bar``
+        are accepted by every method; those that never flag a result or show no bar have
+        nothing to apply them to.
         ``lam="certified"`` (eubo, rkl, smc) runs the method at every lambda of
         :data:`CERTIFIED_LAMS` and keeps the result the certificate
         (:func:`~pyro_unlearn.certify`) puts closest to retraining; it needs the retained
@@ -262,6 +269,8 @@ def unlearn(
 
 #: the arguments ``unlearn`` fills itself: not options a caller passes through it
 _FILLED = {"model", "guide", "posterior", "net", "x_forget", "y_forget"}
+#: options every method accepts, whether or not it has anything to apply them to
+FOR_EVERY_METHOD = ("on_unreliable", "progress_bar")
 #: the methods ``lam="certified"`` chooses the adjusted likelihood of, and its own options
 CERTIFIED_METHODS = ("eubo", "rkl", "smc")
 _CERTIFIED_OPTIONS = {"retained", "certificate_samples"}
@@ -271,8 +280,9 @@ def _method_options(method: Method, options: dict) -> dict:
     """``options`` as ``METHODS[method]`` takes them, checked before any work.
 
     An option the method does not have is refused, naming the closest one it has. The
-    policy ``on_unreliable`` is one for all: a method that never flags its result (Laplace,
-    the zero-shot classifier baselines) accepts it and has nothing to apply it to.
+    options of :data:`FOR_EVERY_METHOD` are accepted by all: a method that never flags its
+    result (Laplace, the zero-shot classifier baselines) or shows no progress bar has
+    nothing to apply them to.
     """
     if "on_unreliable" in options:
         choose(OnUnreliable, options["on_unreliable"], "on_unreliable")
@@ -288,15 +298,14 @@ def _method_options(method: Method, options: dict) -> dict:
                 f"lam='certified' is for {', '.join(CERTIFIED_METHODS)}, not {method.value!r}"
             )
         known |= _CERTIFIED_OPTIONS
-    if "on_unreliable" not in known:
-        options = {k: v for k, v in options.items() if k != "on_unreliable"}
+    options = {k: v for k, v in options.items() if k in known or k not in FOR_EVERY_METHOD}
     unknown = sorted(set(options) - known)
     if unknown:
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         if unknown[0] in _CERTIFIED_OPTIONS:
             hint = "it goes with lam='certified'. "
-        raise BadRequestError(
+        raise UnknownOptionError(
             f"method={method.value!r} has no option {unknown[0]!r}: {hint}Its options: "
             f"{', '.join(sorted(known - {'mask', 'plate', 'sites', 'model_kwargs'}))}"
         )

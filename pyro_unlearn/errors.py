@@ -29,6 +29,12 @@ class BadRequestError(UnlearningError, ValueError):
     """An argument is invalid (its message names the argument and the value)."""
 
 
+class UnknownOptionError(BadRequestError, TypeError):
+    """An option the method does not have (the message names the closest it has). Also a
+    ``TypeError``, as Python's own "unexpected keyword argument" is, so code that catches
+    that keeps working."""
+
+
 class UnsupportedPosteriorError(UnlearningError, TypeError):
     """The method cannot use a posterior of this kind (it names the methods that can)."""
 

@@ -423,13 +423,13 @@ def api_cases() -> list[Case]:
         C(
             "unknown method option",
             lambda s: unlearn(s, s.Xe, s.ye, method="laplace", num_steps=3),
-            pu.BadRequestError,
+            pu.UnknownOptionError,
             "method='laplace' has no option 'num_steps'",
         ),
         C(
             "a misspelt option",
             lambda s: unlearn(s, s.Xe, s.ye, method="eubo", num_stepz=3),
-            pu.BadRequestError,
+            TypeError,  # as Python's own unexpected keyword argument
             "no option 'num_stepz': did you mean 'num_steps'",
         ),
         C(
@@ -1644,8 +1644,8 @@ def _success_cases():
             on_unreliable="ignore",
         ),
         "runner_up_labels": lambda s: unn.runner_up_labels(s.net, s.xc, s.yc),
-        "laplace under the one policy (nothing it flags)": lambda s: pu.unlearn(
-            s.model, s.guide, s.Xe, s.ye, method="laplace", on_unreliable="warn"
+        "laplace under the one policy (nothing it flags), no progress bar": lambda s: pu.unlearn(
+            s.model, s.guide, s.Xe, s.ye, method="laplace", on_unreliable="warn", progress_bar=False
         ),
         "salun under the one policy (nothing it flags)": lambda s: pu.unlearn(
             unn.ClassifierModel(s.net),
