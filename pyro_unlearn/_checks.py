@@ -3,13 +3,15 @@ any work, with a message naming the argument and the value."""
 
 from __future__ import annotations
 
+import difflib
+import inspect
 import math
 import weakref
 from collections import OrderedDict
 
 import torch
 
-from .errors import BadRequestError
+from .errors import BadRequestError, UnknownOptionError
 
 MAX_SEED = 2**63 - 1
 # tensors already found finite, by identity and in-place version: a later request on the same
@@ -92,3 +94,31 @@ def _tensors(value, path: str):
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             yield from _tensors(item, f"{path}[{i}]")
+
+
+def model_keywords(fitter, model, kwargs: dict) -> None:
+    """Refuse a keyword that is neither an option of ``fitter`` nor an argument of ``model``
+    (the fitters pass their other keywords to the model): a misspelt option
+    (``num_step=``) would otherwise reach the model as data and fail inside it."""
+    call = model.forward if isinstance(model, torch.nn.Module) else model
+    try:
+        parameters = inspect.signature(call).parameters.values()
+    except (TypeError, ValueError):  # no signature to read: the model will say
+        return
+    if any(p.kind is p.VAR_KEYWORD for p in parameters):
+        return
+    takes = {p.name for p in parameters if p.kind is not p.VAR_POSITIONAL}
+    unknown = sorted(set(kwargs) - takes)
+    if unknown:
+        options = [
+            n
+            for n, p in inspect.signature(fitter).parameters.items()
+            if p.kind is p.KEYWORD_ONLY or (p.default is not p.empty)
+        ]
+        close = difflib.get_close_matches(unknown[0], options, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownOptionError(
+            f"{fitter.__name__} has no option {unknown[0]!r} and the model takes no argument "
+            f"of that name: {hint}{fitter.__name__}'s options: {', '.join(options)}; the "
+            f"model's arguments: {', '.join(sorted(takes)) or 'none'}"
+        )

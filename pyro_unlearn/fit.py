@@ -71,6 +71,7 @@ def fit_laplace(
     """
     _checks.count("max_iter", max_iter)
     _checks.seed(seed)
+    _checks.model_keywords(fit_laplace, model, kwargs)
     _checks.finite_data(args, kwargs)
     model = user_call(model)
     with pyro.settings.context(module_local_params=True), torch.random.fork_rng():
@@ -158,6 +159,7 @@ def fit_svi(
     _checks.count("natural_steps", natural_steps, minimum=0)
     _checks.positive("lr", lr)
     _checks.seed(seed)
+    _checks.model_keywords(fit_svi, model, kwargs)
     _checks.finite_data(args, kwargs)
     model = user_call(model)
     evaluator = ModelEvaluator(model, args, kwargs)
@@ -287,6 +289,7 @@ def fit_flow(
     rest (Adam decayed 100x over ``num_steps``, vectorized particles, module-local
     parameters) and returns it frozen, with ``guide.certificate`` as :func:`fit_svi`.
     """
+    _checks.model_keywords(fit_flow, model, kwargs)
     laplace = flat_gaussian(fit_laplace(model, *args, certificate_samples=0, **kwargs))
     guide_class = functools.partial(
         flow_guide,
