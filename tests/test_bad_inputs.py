@@ -427,18 +427,6 @@ def api_cases() -> list[Case]:
             "method='laplace' has no option 'num_steps'",
         ),
         C(
-            "fit_svi a misspelt option (the fitters pass keywords on to the model)",
-            lambda s: pu.fit_svi(s.model, s.X, s.y, num_step=10),
-            pu.UnknownOptionError,
-            "fit_svi has no option 'num_step' and the model takes no argument.*'num_steps'",
-        ),
-        C(
-            "fit_laplace another fitter's option",
-            lambda s: pu.fit_laplace(s.model, s.X, s.y, num_steps=10),
-            TypeError,
-            "fit_laplace has no option 'num_steps'.*model's arguments: X, subsample_size, y",
-        ),
-        C(
             "a misspelt option",
             lambda s: unlearn(s, s.Xe, s.ye, method="eubo", num_stepz=3),
             TypeError,  # as Python's own unexpected keyword argument
@@ -916,6 +904,18 @@ def api_cases() -> list[Case]:
             "carries its own ledger",
         ),
         # ---------------------------------------------------------------- fits
+        C(
+            "fit_svi a misspelt option (the fitters pass keywords on to the model)",
+            lambda s: pu.fit_svi(s.model, s.X, s.y, num_step=10),
+            pu.UnknownOptionError,
+            "fit_svi has no option 'num_step' and the model takes no argument.*'num_steps'",
+        ),
+        C(
+            "fit_laplace another fitter's option",
+            lambda s: pu.fit_laplace(s.model, s.X, s.y, num_steps=10),
+            TypeError,
+            "fit_laplace has no option 'num_steps'.*model's arguments: X, subsample_size, y",
+        ),
         C(
             "fit_svi num_steps 0",
             lambda s: pu.fit_svi(s.model, s.X, s.y, num_steps=0),
