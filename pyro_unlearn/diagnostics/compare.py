@@ -137,9 +137,11 @@ def compare_posteriors(
         A second, independent retraining reference; compared with ``reference`` in its own row.
     certificate_samples : int
         Draws of :func:`~pyro_unlearn.certify` for the columns ``cert_kl`` (the certificate's
-        estimate of KL to retraining, made without the reference), ``cert_se`` and
-        ``cert_reliable``; draws are certified through their moment-matched Gaussian, so the
-        reference's own row is the certificate's floor. 0 skips them.
+        estimate of KL to retraining, made without the reference), ``cert_se``,
+        ``cert_reliable`` and ``cert_moment_kl`` (the certificate's estimate of ``kl_mm``,
+        over the unconstrained vector; NaN where k-hat > 0.7); draws are certified
+        through their moment-matched Gaussian, so the reference's own row is the
+        certificate's floor. 0 skips them.
 
     Returns
     -------
@@ -235,8 +237,18 @@ def _certificate_columns(posterior, model, args, forget_mask, plate, kwargs, num
             seed=seed,
         )
     except UnsupportedPosteriorError:
-        return {"cert_kl": float("nan"), "cert_se": float("nan"), "cert_reliable": False}
-    return {"cert_kl": cert.kl, "cert_se": cert.standard_error, "cert_reliable": cert.reliable}
+        return {
+            "cert_kl": float("nan"),
+            "cert_se": float("nan"),
+            "cert_reliable": False,
+            "cert_moment_kl": float("nan"),
+        }
+    return {
+        "cert_kl": cert.kl,
+        "cert_se": cert.standard_error,
+        "cert_reliable": cert.reliable,
+        "cert_moment_kl": cert.moment_kl,
+    }
 
 
 def _unconstrained(evaluator: ModelEvaluator, draws: dict[str, torch.Tensor]) -> dict:
