@@ -105,7 +105,8 @@ def guarded(*example_args: str):
     """Check the examples, then run the method on a copy of the network with its randomness
     (dropout masks) seeded by the method's ``seed``: the caller's network (parameters,
     buffers such as batch-norm statistics, train/eval mode) and RNG state are untouched,
-    and the same seed gives the same network.
+    the same seed gives the same network, and the network returned is in the caller's
+    train/eval mode.
 
     ``example_args`` name the method's data arguments (``x_forget``, ``y_forget``,
     ``x_retain``, ...), passed by position or by keyword; each ``x_*`` is checked with its
@@ -152,7 +153,12 @@ def guarded(*example_args: str):
                         checked_examples(work, bound.arguments[name], name=name)
                 bound.arguments[next(iter(signature.parameters))] = work
                 torch.manual_seed(seed)
-                return fn(*bound.args, **bound.kwargs)
+                result = fn(*bound.args, **bound.kwargs)
+            if isinstance(result, tuple) and isinstance(result[0], nn.Module):
+                # the new network in the caller's train/eval mode, whatever the method ran in
+                for theirs, ours in zip(net.modules(), result[0].modules(), strict=True):
+                    ours.training = theirs.training
+            return result
 
         return method
 

@@ -107,6 +107,39 @@ def test_every_method_leaves_a_frozen_body_as_it_was(method):
     assert moved, f"{method} changed nothing of the trainable head"
 
 
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@pytest.mark.parametrize("method", sorted(unn.methods.UNLEARN_METHODS))
+def test_the_network_comes_back_in_the_callers_mode(method, mode):
+    """Whatever mode a method runs in (the authors' JiT trains in train mode, SalUn's
+    statistics are read in eval mode), the new network is in the caller's mode, module by
+    module; the caller's own is untouched."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.Dropout(0.1), torch.nn.ReLU(), torch.nn.Linear(8, 3)
+    )
+    x, y = torch.randn(60, 4), torch.arange(60) % 3
+    unn.train(net, x, y, epochs=5)
+    getattr(net, mode)()
+    net[1].train(mode == "eval")  # one module in the other mode
+    modes = [m.training for m in net.modules()]
+    forget = y == 0
+    retained = {"x_retain": x[~forget], "y_retain": y[~forget]}
+    options = {
+        "ssd": {"x_all": x, "y_all": y},
+        "salun": {**retained, "epochs": 1},
+        "scrub": {**retained, "max_epochs": 1},
+        "l1_sparse": {**retained, "epochs": 1},
+        "class_distillation": {**retained, "max_steps": 20},
+        "jit": {"variant": "authors"},
+    }.get(method, {"max_steps": 5})
+    model = unn.ClassifierModel(net)
+    result = pu.unlearn(
+        model, net, x[forget], y[forget], method=method, on_unreliable="ignore", **options
+    )
+    assert [m.training for m in result.network.modules()] == modes
+    assert [m.training for m in net.modules()] == modes
+
+
 @pytest.mark.parametrize("dtype", [torch.int32, torch.uint8])
 @pytest.mark.parametrize("method", ["pbu", "instance", "salun", "class_distillation", "ssd"])
 def test_labels_of_a_narrower_integer_dtype_give_the_same_network(method, dtype):
