@@ -292,7 +292,7 @@ def _method_options(method: Method, options: dict) -> dict:
         for p in parameters
         if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in _FILLED
     }
-    if options.get("lam") == "certified":
+    if isinstance(options.get("lam"), str) and options["lam"] == "certified":
         if method not in CERTIFIED_METHODS:
             raise BadRequestError(
                 f"lam='certified' is for {', '.join(CERTIFIED_METHODS)}, not {method.value!r}"
