@@ -281,10 +281,14 @@ def certify(
     tenth = max(num_samples // 10, 2)
     kl_tenth, se_tenth, _ = _estimate(log_w[:tenth])
     smoothed, pareto_k = pareto_smooth(log_w)
-    moment_kl = _moment_kl(z, smoothed) if pareto_k <= PARETO_K_THRESHOLD else float("nan")
     reasons = []
     ess = effective_sample_size(log_w)
     uniform = ess >= UNIFORM_ESS * num_samples  # k-hat of a tail fitted to rounding noise
+    moment_kl = float("nan")
+    if uniform:  # nothing to smooth (ArviZ 1.x's k-hat of rounding noise can be anything)
+        moment_kl = _moment_kl(z, log_w - log_w.logsumexp(0))
+    elif pareto_k <= PARETO_K_THRESHOLD:
+        moment_kl = _moment_kl(z, smoothed)
     if not uniform and not (math.isfinite(pareto_k) and pareto_k <= FINITE_VARIANCE_K):
         tail = "heavy" if pareto_k > PARETO_K_THRESHOLD else "possibly of infinite variance"
         reasons.append(f"Pareto k = {pareto_k:.2f} > {FINITE_VARIANCE_K}: the weights are {tail}")
