@@ -96,6 +96,12 @@ def _tensors(value, path: str):
             yield from _tensors(item, f"{path}[{i}]")
 
 
+def did_you_mean(name: str, options) -> str:
+    """``"did you mean 'x'? "`` for the option closest to a misspelt ``name``, or ``""``."""
+    close = difflib.get_close_matches(name, list(options), n=1)
+    return f"did you mean {close[0]!r}? " if close else ""
+
+
 def model_keywords(fitter, model, kwargs: dict) -> None:
     """Refuse a keyword that is neither an option of ``fitter`` nor an argument of ``model``
     (the fitters pass their other keywords to the model): a misspelt option
@@ -115,10 +121,8 @@ def model_keywords(fitter, model, kwargs: dict) -> None:
             for n, p in inspect.signature(fitter).parameters.items()
             if p.kind is p.KEYWORD_ONLY or (p.default is not p.empty)
         ]
-        close = difflib.get_close_matches(unknown[0], options, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownOptionError(
             f"{fitter.__name__} has no option {unknown[0]!r} and the model takes no argument "
-            f"of that name: {hint}{fitter.__name__}'s options: {', '.join(options)}; the "
+            f"of that name: {did_you_mean(unknown[0], options)}{fitter.__name__}'s options: {', '.join(options)}; the "
             f"model's arguments: {', '.join(sorted(takes)) or 'none'}"
         )

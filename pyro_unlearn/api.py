@@ -7,7 +7,6 @@ The table is built here from the method modules below (no registration on import
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import time
 from collections.abc import Callable, Iterable
@@ -301,8 +300,7 @@ def _method_options(method: Method, options: dict) -> dict:
     options = {k: v for k, v in options.items() if k in known or k not in FOR_EVERY_METHOD}
     unknown = sorted(set(options) - known)
     if unknown:
-        close = difflib.get_close_matches(unknown[0], known, n=1)
-        hint = f"did you mean {close[0]!r}? " if close else ""
+        hint = _checks.did_you_mean(unknown[0], known)
         if unknown[0] in _CERTIFIED_OPTIONS:
             hint = "it goes with lam='certified'. "
         raise UnknownOptionError(

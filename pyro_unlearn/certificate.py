@@ -385,8 +385,8 @@ def _estimate(log_w: torch.Tensor, fitted_tail: bool = True) -> tuple[float, flo
 
 def _moment_kl(z: torch.Tensor, log_weights: torch.Tensor) -> float:
     r""":math:`\mathrm{KL}(\mathcal N(\bar z, C_q)\,\|\,\mathcal N(\hat m_\pi, \hat C_\pi))`
-    from draws ``z`` of :math:`q` and their normalised (PSIS-smoothed) ``log_weights``
-    toward the target; NaN when a covariance is singular (fewer useful draws than
+    from draws ``z`` of :math:`q` and their normalised ``log_weights`` toward the target
+    (PSIS-smoothed, or as drawn when nearly uniform); NaN when a covariance is singular (fewer useful draws than
     dimensions)."""
     z = z.double()
     uniform = torch.full((len(z),), 1.0 / len(z), dtype=z.dtype)

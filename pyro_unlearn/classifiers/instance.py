@@ -228,11 +228,10 @@ def instance_unlearn(
         x_rep = x_forget.repeat_interleave(num_adversarial, 0)
         y_rep = y_forget.repeat_interleave(num_adversarial, 0)
         y_adv = random_other_labels(y_rep, classes, g)
-        with evaluating(net):
-            x_adv = targeted_pgd(
-                net, x_rep, y_adv, eps=settings["eps"], step=pgd_step, iterations=pgd_iterations
-            )
-            importance = mas_importance(net, x_forget)
+        x_adv = targeted_pgd(  # both in eval mode
+            net, x_rep, y_adv, eps=settings["eps"], step=pgd_step, iterations=pgd_iterations
+        )
+        importance = mas_importance(net, x_forget)
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
     new = copy.deepcopy(net)
     if authors:
@@ -243,7 +242,7 @@ def instance_unlearn(
     limit = settings["max_steps"] if settings["max_steps"] is not None else float("inf")
     passes = 0
     start, steps = time.perf_counter(), 0
-    forgotten = _forget_accuracy(new, x_forget, y_forget) <= target_forget_accuracy
+    forgotten = _accuracy(new, x_forget, y_forget) <= target_forget_accuracy
     while not forgotten and steps < limit and passes < (AUTHORS_MAX_EPOCHS if authors else limit):
         order = torch.arange(len(x_adv)) if authors else _rng.permutation(len(x_adv), g)
         for adversarial in order.split(settings["batch_size"]):
@@ -264,7 +263,7 @@ def instance_unlearn(
             loss.backward()
             optim.step()
             steps += 1
-            forgotten = _forget_accuracy(new, x_forget, y_forget) <= target_forget_accuracy
+            forgotten = _accuracy(new, x_forget, y_forget) <= target_forget_accuracy
             if forgotten or steps >= limit:
                 break
         passes += 1
@@ -274,17 +273,12 @@ def instance_unlearn(
     info = {
         "steps": steps,
         "reached_target": forgotten,
-        "forget_accuracy": _forget_accuracy(new, x_forget, y_forget),
+        "forget_accuracy": _accuracy(new, x_forget, y_forget),
         "adversarial_success": _accuracy(net, x_adv, y_adv),
         "seconds": time.perf_counter() - start,
     }
     target = accuracy_target(target_forget_accuracy)
     return new, check_reached(info, on_unreliable, "instance-wise unlearning", target)
-
-
-def _forget_accuracy(net, x, y) -> float:
-    with evaluating(net):  # the authors test in eval mode between their training-mode steps
-        return _accuracy(net, x, y)
 
 
 def _authors_examples(net, x, y, classes, num_adversarial, eps, step, iterations, g):

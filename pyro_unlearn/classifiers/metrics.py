@@ -18,7 +18,11 @@ from ._guards import checked_examples, evaluating
 
 def per_sample(net: nn.Module, x, y) -> dict[str, torch.Tensor]:
     """Per-example cross-entropy loss and predictive entropy, in eval mode."""
-    y = checked_examples(net, x, y, name="x")
+    return _per_sample(net, x, checked_examples(net, x, y, name="x"))
+
+
+def _per_sample(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """:func:`per_sample` of examples already checked."""
     with evaluating(net), torch.no_grad():
         log_p = net(x).log_softmax(-1)
     return {
@@ -47,16 +51,17 @@ def membership_attack(
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import cross_val_score
 
-    for name, x, y in (("x_forget", x_forget, y_forget), ("x_test", x_test, y_test)):
-        checked_examples(net, x, y, name=name)
+    y_forget = checked_examples(net, x_forget, y_forget, name="x_forget")
+    y_test = checked_examples(net, x_test, y_test, name="x_test")
+    for name, x in (("x_forget", x_forget), ("x_test", x_test)):
         if len(x) < 2:
             raise BadRequestError(
                 f"membership_attack: {name} must hold at least 2 examples with one label each "
                 f"(got {len(x)}): the attack is cross-validated"
             )
 
-    a = per_sample(net, x_forget, y_forget)[feature].double().cpu().numpy()
-    b = per_sample(net, x_test, y_test)[feature].double().cpu().numpy()
+    a = _per_sample(net, x_forget, y_forget)[feature].double().cpu().numpy()
+    b = _per_sample(net, x_test, y_test)[feature].double().cpu().numpy()
     rng = np.random.default_rng(seed)
     n = min(len(a), len(b))
     a, b = rng.choice(a, n, replace=False), rng.choice(b, n, replace=False)

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .. import _rng
-from ._guards import accuracy_target, check_finite, check_reached, evaluating, guarded
+from ._guards import accuracy_target, check_finite, check_reached, guarded
 from .fisher import diagonal_fisher
 from .training import _accuracy
 
@@ -112,8 +112,7 @@ def pbu(
     :class:`~pyro_unlearn.TargetNotReachedError`; ``"warn"``, ``"ignore"``: the network,
     its diagnostics flagged ``reliable=False``).
     """
-    with evaluating(net):
-        fisher = diagonal_fisher(net, x_forget)
+    fisher = diagonal_fisher(net, x_forget)  # in eval mode
     reference = {k: v.detach().clone() for k, v in net.named_parameters()}
 
     def loss(model, xb, yb):

@@ -58,11 +58,8 @@ def ssd(
     """
     start = time.perf_counter()
     order = _rng.permutation(len(x_all), _rng.generator(seed))
-    with evaluating(net):
-        forget_importance = minibatch_importance(net, x_forget, y_forget, batch_size=batch_size)
-        all_importance = minibatch_importance(
-            net, x_all[order], y_all[order], batch_size=batch_size
-        )
+    forget_importance = minibatch_importance(net, x_forget, y_forget, batch_size=batch_size)
+    all_importance = minibatch_importance(net, x_all[order], y_all[order], batch_size=batch_size)
     net = copy.deepcopy(net)
     dampened = 0
     with torch.no_grad():
